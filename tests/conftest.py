@@ -1,0 +1,79 @@
+"""Shared fixtures: real photos from installed packages, and device markers that skip cleanly."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _has(mod: str) -> bool:
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda_available() -> bool:
+    if _has("torch"):
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    if _has("onnxruntime"):
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_trt = pytest.mark.skip(reason="needs TensorRT (not importable here)")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device (none visible)")
+    has_trt = _has("tensorrt")
+    has_cuda = None
+    for item in items:
+        if "needs_trt" in item.keywords and not has_trt:
+            item.add_marker(skip_trt)
+        if "needs_cuda" in item.keywords:
+            if has_cuda is None:
+                has_cuda = _cuda_available()
+            if not has_cuda:
+                item.add_marker(skip_cuda)
+
+
+def _photo(name: str) -> np.ndarray:
+    """A real photo as uint8 BGR: scikit-image's data set and matplotlib's sample data."""
+    import cv2
+
+    if name == "grace_hopper":  # portrait 600x512, ships with matplotlib
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert img is not None, path
+        return img
+    from skimage import data
+
+    rgb = getattr(data, name)()
+    if rgb.ndim == 2:
+        return rgb
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+PHOTOS = {
+    "landscape": "coffee",  # 400x600
+    "square": "astronaut",  # 512x512
+    "portrait": "grace_hopper",  # 600x512
+    "wide": "rocket",  # 427x640
+    "gray": "camera",  # 512x512 grayscale
+}
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    pytest.importorskip("skimage")
+    pytest.importorskip("matplotlib")
+    return {k: _photo(v) for k, v in PHOTOS.items()}
