@@ -82,11 +82,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> YOLO:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", return_meta: bool = False):
     """Rebuild the model saved at `path`: fp32, eval mode, weights checked key by key.
 
     Raises CheckpointError (one line) when the file is missing, is not a yolo-edge
     checkpoint, or its weights do not fit the model its config describes.
+    With ``return_meta=True`` returns ``(model, meta dict)``.
     """
     ckpt = read_checkpoint(path, map_location)
     try:
@@ -98,7 +99,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         load_state_dict_checked(model, ckpt["state_dict"])
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    return model.to(map_location).float().eval()
+    model = model.to(map_location).float().eval()
+    return (model, dict(ckpt.get("meta") or {})) if return_meta else model
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
