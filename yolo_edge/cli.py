@@ -148,7 +148,7 @@ def _register_optional():
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            if e.name == mod:
+            if e.name and mod.startswith(e.name):  # the layer is not there (yet): no subcommand
                 continue
             raise
         for name, fn, help_, build in m.COMMANDS:

@@ -13,6 +13,7 @@ this module give the same detections:
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +23,12 @@ from .spec import NmsSpec
 
 
 def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cached :func:`_make_anchors` (the arrays are read-only)."""
+    return _make_anchors(tuple((int(h), int(w)) for h, w in shapes), tuple(int(v) for v in strides))
+
+
+@functools.lru_cache(maxsize=16)
+def _make_anchors(shapes: tuple, strides: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Anchor centres ``(A, 2)`` in input pixels and per-anchor stride ``(A,)``.
 
     Level order as given (stride 8 first); within a level row-major: cell (i, j) has
@@ -32,7 +39,10 @@ def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> t
         jj, ii = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         centres.append(np.stack([(jj.ravel() + 0.5) * s, (ii.ravel() + 0.5) * s], axis=1))
         stride_col.append(np.full(h * w, s, np.float32))
-    return np.concatenate(centres), np.concatenate(stride_col)
+    centres, stride_col = np.concatenate(centres), np.concatenate(stride_col)
+    centres.flags.writeable = False
+    stride_col.flags.writeable = False
+    return centres, stride_col
 
 
 def dfl_expectation(logits: np.ndarray, reg_max: int) -> np.ndarray:
@@ -166,7 +176,10 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, nms_spec: NmsSpec | None 
     scores = np.asarray(scores, np.float32)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.ndim != 2 or scores.shape[0] != boxes.shape[0]:
         raise ValueError(f"expected boxes (A, 4) and scores (A, C), got {boxes.shape} and {scores.shape}")
-    a_idx, c_idx = np.nonzero(scores > np.float32(spec.score_threshold))
+    mask = scores > np.float32(spec.score_threshold)
+    rows = np.flatnonzero(mask.any(axis=1))  # 2-D nonzero on the full (A, C) mask is slow
+    r, c_idx = np.nonzero(mask[rows])
+    a_idx = rows[r]
     if a_idx.size == 0:
         return Detections.empty()
     cand_scores = scores[a_idx, c_idx]
@@ -227,21 +240,25 @@ def postprocess_raw(feats: Sequence[np.ndarray], strides: Sequence[int], reg_max
     that have a candidate. Equal to ``postprocess(*decode(feats))`` up to float rounding.
     """
     spec = nms_spec or NmsSpec()
-    flat = flatten_feats(feats)  # (B, A, 4*reg_max + C)
     centres, s = make_anchors([f.shape[2:] for f in feats], strides)
     thr = spec.score_threshold
     logit_thr = np.float32(np.log(thr / (1 - thr))) if 0 < thr < 1 else (-np.inf if thr <= 0 else np.inf)
+    levels = [np.asarray(f, np.float32).reshape(f.shape[0], f.shape[1], -1) for f in feats]  # (B, no, HW)
+    offsets = np.cumsum([0] + [lv.shape[2] for lv in levels])
     out = []
-    for b in range(flat.shape[0]):
-        cls = flat[b, :, 4 * reg_max :]
-        rows = np.flatnonzero((cls >= logit_thr).any(axis=1))
+    for b in range(levels[0].shape[0]):
+        # only anchors with at least one class logit above the threshold are decoded
+        picked = [(off, np.flatnonzero((lv[b, 4 * reg_max:] >= logit_thr).any(axis=0)))
+                  for lv, off in zip(levels, offsets)]
+        rows = np.concatenate([off + idx for off, idx in picked])
         if rows.size == 0:
             out.append(Detections.empty())
             continue
-        ltrb = dfl_expectation(flat[b, rows, : 4 * reg_max], reg_max) * s[rows, None]
+        sel = np.concatenate([lv[b][:, idx] for lv, (_, idx) in zip(levels, picked)], axis=1).T  # (n, no)
+        ltrb = dfl_expectation(sel[:, : 4 * reg_max], reg_max) * s[rows, None]
         c = centres[rows]
         boxes = np.concatenate([c - ltrb[:, :2], c + ltrb[:, 2:]], axis=1)
-        out.append(postprocess(boxes, sigmoid(cls[rows]), spec, anchor_ids=rows))
+        out.append(postprocess(boxes, sigmoid(sel[:, 4 * reg_max:]), spec, anchor_ids=rows))
     return out
 
 

@@ -269,6 +269,7 @@ def render_scene(
         >= (1.0 - config.max_hidden) * areas[k]
         for k, (y0, y1, x0, x1) in enumerate(regions)
     ]
+    keep = np.asarray(keep, bool)
     xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
     class_ids = np.asarray(classes, np.int32).reshape(-1)[keep]
     return Scene(img, xyxy, class_ids, bg)

@@ -172,8 +172,9 @@ class Augmenter:
     * ``image``: letterboxed uint8 BGR ``(S, S, 3)``; ``boxes`` xyxy input pixels ``(N, 4)``;
       ``classes`` ``(N,)``.
     * ``out_size``: ``(h, w)`` of a crop window of the full-size augmented image (default: full).
-    * ``extra``: three more ``(image, boxes, classes[, content])`` samples; with probability
-      ``cfg.mosaic`` they are tiled with this one into a mosaic first.
+    * ``extra``: three more ``(image, boxes, classes[, content])`` samples to tile with this one
+      into a mosaic first. The caller decides (with probability ``cfg.mosaic``, see
+      :meth:`wants_mosaic`) so that it loads the extra samples only when they are used.
     * ``content``: optional ``(x1, y1, x2, y2)`` image region of the letterbox: HSV jitter is
       applied there only, so the padding keeps the inference value 114.
     """
@@ -197,7 +198,7 @@ class Augmenter:
 
         src, src_boxes, src_cls = image, boxes, classes
         center = (S_w / 2, S_h / 2)
-        if extra is not None and cfg.mosaic > 0 and rng.random() < cfg.mosaic:
+        if extra is not None:
             for e in extra:
                 x1, y1, x2, y2 = e[3] if len(e) > 3 and e[3] is not None else (0, 0, S_w, S_h)
                 hsv_jitter(e[0][y1:y2, x1:x2], rng, cfg.hsv_h, cfg.hsv_s, cfg.hsv_v)
@@ -232,6 +233,10 @@ class Augmenter:
         clipped = clip_boxes(full, (out_h, out_w))
         keep = box_candidates(full, clipped, cfg.min_size, cfg.min_area_frac, cfg.max_aspect)
         return out, clipped[keep], src_cls_kept[keep]
+
+    def wants_mosaic(self, rng: np.random.Generator) -> bool:
+        """Draw whether this sample becomes a mosaic (probability ``cfg.mosaic``)."""
+        return self.cfg.mosaic > 0 and rng.random() < self.cfg.mosaic
 
     def _window(self, boxes, full_size, out_size, rng) -> tuple[int, int]:
         """Origin (x, y) of a crop window: around a random object with probability
