@@ -132,8 +132,12 @@ class LabelSummary:
             ],
         }
 
-    def __str__(self, max_issues: int = 20) -> str:
-        head = f"{self.source or 'dataset'}: {self.n_images} images, {self.n_boxes} boxes"
+    def __str__(self) -> str:
+        return self.report()
+
+    def report(self, max_issues: int = 20) -> str:
+        """Readable report: totals, a count per problem kind, then the first ``max_issues`` issues."""
+        head = f"{self.source or 'dataset'}: {self.n_images} images, {self.n_boxes} boxes kept"
         if self.ok:
             return head + ", no problems"
         lines = [head + f", {self.n_problems} problems"]
@@ -186,7 +190,10 @@ class Dataset:
             except UnreadableImage as e:
                 if self.strict:
                     raise
-                self.summary.add("unreadable_image", e.path, 0, str(e.reason))
+                reported = self.__dict__.setdefault("_reported_unreadable", set())
+                if e.path not in reported:  # once, however often the dataset is iterated
+                    reported.add(e.path)
+                    self.summary.add("unreadable_image", e.path, 0, str(e.reason))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, names={len(self.names)}, source={self.summary.source!r})"

@@ -12,6 +12,14 @@ from ..errors import DatasetError
 from .base import Dataset, Sample, decodes, load_image, looks_like_image
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def default_images_dir(json_path: Path) -> Path:
     """Where a COCO json's images are assumed to be when not given: a sibling ``images/``, the
     ``images/`` next to the json's folder (``annotations/x.json`` layout), else the json's folder."""
@@ -69,7 +77,7 @@ class CocoJsonDataset(Dataset):
 
         cats = {}
         for i, c in enumerate(data["categories"]):
-            if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            if not isinstance(c, dict) or not _is_int(c.get("id")) or "name" not in c:
                 self._problem("malformed", jp, 0, f"categories[{i}]: needs an integer 'id' and a 'name'")
             elif c["id"] in cats:
                 self._problem("malformed", jp, 0, f"categories[{i}]: duplicate category id {c['id']}")
@@ -83,7 +91,8 @@ class CocoJsonDataset(Dataset):
         images: dict[int, dict] = {}  # coco id -> {path, size, boxes, classes}
         listed: set = set()
         for i, im in enumerate(data["images"]):
-            if not isinstance(im, dict) or not isinstance(im.get("id"), int) or not im.get("file_name"):
+            if not isinstance(im, dict) or not _is_int(im.get("id")) \
+                    or not isinstance(im.get("file_name"), str) or not im["file_name"]:
                 self._problem("malformed", jp, 0, f"images[{i}]: needs an integer 'id' and a 'file_name'")
                 continue
             iid = im["id"]
@@ -93,13 +102,15 @@ class CocoJsonDataset(Dataset):
             listed.add(iid)
             path = images_dir / im["file_name"]
             if not path.is_file():
-                self._problem("missing_image", path, 0, f"listed in {jp.name} as images[{i}] (id {iid}) but missing")
+                self._problem("missing_image", path, 0,
+                              f"listed in {jp.name} as images[{i}] (id {iid}) but missing")
                 continue
             if not check(str(path)):
-                self._problem("unreadable_image", path, 0, f"images[{i}] (id {iid}) is not a readable image (skipped)")
+                self._problem("unreadable_image", path, 0,
+                              f"images[{i}] (id {iid}) is not a readable image (skipped)")
                 continue
             w, h = im.get("width"), im.get("height")
-            size = (float(w), float(h)) if isinstance(w, (int, float)) and isinstance(h, (int, float)) else None
+            size = (float(w), float(h)) if _is_num(w) and _is_num(h) and w > 0 and h > 0 else None
             images[iid] = {"path": str(path), "size": size, "boxes": [], "classes": []}
 
         self.n_crowd = 0
@@ -109,15 +120,16 @@ class CocoJsonDataset(Dataset):
                 self._problem("malformed", jp, 0, f"{where}: not an object")
                 continue
             iid = a.get("image_id")
-            if iid not in images:
-                if iid not in listed:  # annotations of a listed but missing image were reported with it
+            if not _is_int(iid) or iid not in images:
+                # annotations of a listed but missing image were reported with the image
+                if not _is_int(iid) or iid not in listed:
                     self._problem("label_without_image", jp, 0, f"{where}: image_id {iid!r} is not in 'images'")
                 continue
             if a.get("iscrowd") and not include_crowd:
                 self.n_crowd += 1
                 continue
             cid = a.get("category_id")
-            if cid not in self.category_to_class:
+            if not _is_int(cid) or cid not in self.category_to_class:
                 self._problem("unknown_class", jp, 0, f"{where}: unknown category_id {cid!r}")
                 continue
             bbox = a.get("bbox")
@@ -125,12 +137,13 @@ class CocoJsonDataset(Dataset):
                 n = len(bbox) if isinstance(bbox, (list, tuple)) else type(bbox).__name__
                 self._problem("field_count", jp, 0, f"{where}: bbox must be [x, y, w, h], got {n}")
                 continue
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+            if not all(_is_num(v) for v in bbox):
                 self._problem("not_numeric", jp, 0, f"{where}: bbox {bbox!r} has a non-numeric value")
                 continue
             x, y, bw, bh = (float(v) for v in bbox)
             if bw <= 0 or bh <= 0:
-                self._problem("non_positive_size", jp, 0, f"{where}: bbox width {bw:g} and height {bh:g} must be > 0")
+                self._problem("non_positive_size", jp, 0,
+                              f"{where}: bbox width {bw:g} and height {bh:g} must be > 0")
                 continue
             x1, y1, x2, y2 = x, y, x + bw, y + bh
             size = images[iid]["size"]

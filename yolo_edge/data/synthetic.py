@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import DatasetError
 from .base import Dataset, Sample
 
 SYNTHETIC_NAMES: tuple[str, ...] = (
@@ -322,15 +323,15 @@ class SyntheticScenes(Dataset):
         return f"SyntheticScenes(n={self.n}, seed={self.seed}, size={self.size})"
 
 
-def synthetic_split(name: str, n: int | None = None, size: int | tuple[int, int] | None = None) -> SyntheticScenes:
+def synthetic_split(
+    name: str, n: int | None = None, size: int | tuple[int, int] | None = None
+) -> SyntheticScenes:
     """The canonical synthetic dataset ``name`` in ``train`` / ``val`` / ``calib`` (see module doc).
 
     The splits are disjoint by seed. ``n`` overrides the number of images (a prefix or extension
     of the same sequence: image ``i`` is the same whatever ``n``).
     """
     if name not in SPLITS:
-        from ..errors import DatasetError
-
         raise DatasetError(f"unknown synthetic split {name!r}; choose one of {', '.join(SPLITS)}")
     spec = SPLITS[name]
     return SyntheticScenes(spec.n if n is None else n, seed=spec.seed, size=size)

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -234,7 +235,8 @@ class YoloTxtDataset(Dataset):
                 matched.add(lbl)
                 continue
             if lbl not in label_paths:
-                self._problem("image_without_label", img, 0, f"no label file {lbl}; kept as an image with no objects")
+                self._problem("image_without_label", img, 0,
+                              f"no label file {lbl}; kept as an image with no objects")
                 self._items.append((img, np.zeros(0, np.int32), np.zeros((0, 4), np.float32)))
                 continue
             matched.add(lbl)
@@ -269,13 +271,16 @@ class YoloTxtDataset(Dataset):
         return Sample(img, xyxy * np.array([w, h, w, h], np.float32), cls, image_id=index, path=path)
 
 
-def write_yolo_dataset(ds, out_dir, image_format: str = "png", jpeg_quality: int = 95) -> Path:
+def write_yolo_dataset(ds, out_dir, image_format: str = "png", jpeg_quality: int = 95,
+                       overwrite: bool = False) -> Path:
     """Write ``ds`` in the YOLO txt layout.
 
     Creates ``out_dir/images/NNNNNN.<png|jpg>``, ``out_dir/labels/NNNNNN.txt`` (``class cx cy w h``
     normalised, 6 decimals; an empty file for an image without objects), ``names.txt`` (one class
     per line) and ``dataset.json`` (``{"names": [...], "nc", "images", "boxes", "source"}``, written
-    last). PNG keeps pixels exact; JPEG is smaller. Returns ``out_dir``.
+    last). PNG keeps pixels exact; JPEG is smaller. Refuses a non-empty ``images/`` or ``labels/``
+    unless ``overwrite``, which deletes them first (stale files would join the dataset).
+    Returns ``out_dir``.
     """
     fmt = image_format.lower().lstrip(".")
     if fmt not in ("png", "jpg", "jpeg"):
@@ -283,6 +288,12 @@ def write_yolo_dataset(ds, out_dir, image_format: str = "png", jpeg_quality: int
     ext = ".png" if fmt == "png" else ".jpg"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext == ".jpg" else []
     out = Path(out_dir)
+    for sub in ("images", "labels"):
+        d = out / sub
+        if d.is_dir() and any(d.iterdir()):
+            if not overwrite:
+                raise DatasetError(f"{d} is not empty; pass overwrite=True to replace it")
+            shutil.rmtree(d)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     names = tuple(getattr(ds, "names", ()))
