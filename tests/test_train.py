@@ -227,3 +227,77 @@ def test_mosaic_offsets_boxes_per_quadrant():
     assert canvas.shape == (64, 64, 3) and canvas[40, 40, 0] == 40 and canvas[5, 40, 0] == 20
     np.testing.assert_array_equal(b[3], [33, 34, 37, 38])
     assert c.tolist() == [0, 1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _tiny_scenes(n_images: int, size: int, seed: int = 0, min_objects: int = 2):
+    """The first ``n_images`` synthetic scenes of ``size`` px with at least ``min_objects`` objects."""
+    from yolo_edge.data.synthetic import SyntheticScenes
+
+    ds = SyntheticScenes(64, seed=seed, size=size)
+    return [ds[i] for i in range(len(ds)) if len(ds[i].xyxy) >= min_objects][:n_images]
+
+
+def test_a_few_steps_overfit_a_tiny_set():
+    from yolo_edge.model import YOLO, ModelConfig
+    from yolo_edge.train.trainer import TrainConfig, TrainSamples, build_optimizer, collate
+
+    torch.manual_seed(0)
+    scenes = _tiny_scenes(2, 128)
+    still = AugmentConfig(scale=0, translate=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0)
+    samples = TrainSamples(scenes, 128, None, still)
+    images, targets = collate([samples[0], samples[1]])
+    assert targets.shape[1] == 6 and len(targets) >= 4
+    x = images.float() / 255
+    model = YOLO(ModelConfig(scale="n", nc=8)).train()
+    loss_fn = DetectionLoss(model.cfg)
+    opt = build_optimizer(model, TrainConfig(lr0=0.002))
+    losses = []
+    for _ in range(25):
+        loss, parts = loss_fn(model(x), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_train_writes_checkpoints_and_resumes(tmp_path):
+    from yolo_edge.data.synthetic import SyntheticScenes
+    from yolo_edge.model import load_checkpoint
+    from yolo_edge.train.trainer import TrainConfig, train, val
+
+    train_ds, val_ds = SyntheticScenes(4, seed=0, size=64), SyntheticScenes(2, seed=1, size=(48, 64))
+    common = dict(batch=2, imgsz=64, train_data=train_ds, val_data=val_ds, out=str(tmp_path), verbose=False)
+    best = train(TrainConfig(epochs=1, train_crop=32, warmup_min_iters=1, augment=AugmentConfig(mosaic=1.0), **common))
+    assert best == tmp_path / "best.pt" and best.exists()
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["train_state"]["epoch"] == 1 and last["train_state"]["train_config"]["train_crop"] == 32
+    load_checkpoint(tmp_path / "last.pt")  # a regular checkpoint too (EMA weights)
+
+    train(TrainConfig(epochs=2, resume=True, **common))
+    rows = (tmp_path / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,")  # header + epochs 1 and 2
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]["epoch"] == 2
+    res = val(best, val_ds, imgsz=64, batch=2, verbose=False)
+    assert res.n_images == 2 and 0.0 <= res.map50_95 <= 1.0
+
+
+def test_capped_postprocess_equals_reference_without_cap():
+    from yolo_edge.postprocess import postprocess_raw
+    from yolo_edge.spec import NmsSpec
+    from yolo_edge.train.trainer import postprocess_capped
+
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(0, 2, (2, 4 * 16 + 3, 64 // s, 64 // s)).astype(np.float32) for s in (8, 16, 32)]
+    spec = NmsSpec(score_threshold=0.05, iou_threshold=0.6, max_det=300)
+    ref = postprocess_raw(feats, (8, 16, 32), 16, spec)
+    got = postprocess_capped(feats, (8, 16, 32), 16, spec, max_candidates=10**6)
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g.xyxy, r.xyxy, atol=1e-4)
+        np.testing.assert_array_equal(g.class_ids, r.class_ids)
+    capped = postprocess_capped(feats, (8, 16, 32), 16, spec, max_candidates=20)
+    assert all(len(c) <= 20 for c in capped) and all(len(c) > 0 for c in capped)
