@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import stat
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +18,13 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _public_mode(path) -> None:
+    """mkstemp creates files 0600; give artifacts the mode a plain open() would (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Write to a temporary file next to ``path`` and rename it into place on success."""
@@ -26,6 +34,7 @@ def atomic_write(path, mode: str = "wb"):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        _public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -53,6 +62,7 @@ class _AtomicPath:
 
     def __exit__(self, exc_type, *exc):
         if exc_type is None and self.tmp.exists() and self.tmp.stat().st_size > 0:
+            _public_mode(self.tmp)
             os.replace(self.tmp, self.path)
         else:
             with contextlib.suppress(FileNotFoundError):

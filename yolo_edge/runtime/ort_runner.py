@@ -70,6 +70,10 @@ class OrtRunner(Runner):
         try:
             return self.ort.InferenceSession(str(self.path), opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own exception types
+            if "EfficientNMS_TRT" in str(e):
+                raise ModelFormatError(f"{self.path} has NMS as a TensorRT plugin (EfficientNMS_TRT), which only "
+                                       "TensorRT runs; build an engine (yolo-edge build) or re-export with "
+                                       "--nms onnx") from e
             raise ModelFormatError(f"onnxruntime cannot load {self.path}: {e}") from e
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
