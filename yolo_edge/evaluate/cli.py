@@ -47,3 +47,7 @@ def build_val(p) -> None:
 
 
 COMMANDS = [("val", cmd_val, "COCO mAP50-95/mAP50/AP by size + ECE of a model on a dataset", build_val)]
+
+from .parity_cli import PARITY_COMMAND  # noqa: E402  (yolo-edge parity, DESIGN §6)
+
+COMMANDS.append(PARITY_COMMAND)
