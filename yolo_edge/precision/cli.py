@@ -1,0 +1,207 @@
+"""``yolo-edge calibrate`` and the precision flags of ``yolo-edge export`` (``--fp16``, ``--int8``, ...).
+
+No torch or onnx import at module level: ``yolo-edge --help`` works on a numpy + OpenCV install.
+
+``export`` is defined by :mod:`yolo_edge.export.cli`; this module registers the same command name
+again with the export arguments plus :func:`add_precision_args` (``yolo_edge.cli`` loads this
+module after the export layer, so this registration is the one in effect). Without ``--fp16`` /
+``--int8`` the command is exactly the export layer's :func:`~yolo_edge.export.cli.cmd_export`.
+
+Exit codes: 0 success, 1 user error (one line on stderr), 2 the INT8 model misses the
+``--max-map-drop`` budget (the report path is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import YoloEdgeError
+
+METHODS = ("minmax", "entropy", "percentile", "mse")  # = calibration.METHODS (kept here: no numpy import)
+
+
+
+def _none_or(value: str):
+    return None if value.lower() in ("none", "off", "") else value
+
+
+def _float_or_none(value: str):
+    return None if value.lower() in ("none", "off") else float(value)
+
+
+def add_calibration_args(p: argparse.ArgumentParser, *, val_default: str | None) -> None:
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calib", default="synthetic:calib", metavar="DATA",
+                   help="calibration images: an image folder, a dataset (YOLO dir, COCO json, synthetic:calib) or a "
+                        "video; letterboxed like every model input (default synthetic:calib)")
+    g.add_argument("--calib-images", type=int, default=512, metavar="N",
+                   help="number of calibration images, spread over DATA (default 512)")
+    g.add_argument("--calib-method", choices=METHODS, default="minmax",
+                   help="how each activation's range is chosen: minmax (default; the most accurate for YOLO in "
+                        "benchmarks/int8_accuracy.py), entropy (TensorRT's KL method), percentile, mse")
+    g.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile (default 99.99)")
+    g.add_argument("--val", type=_none_or, default=val_default, metavar="DATA",
+                   help="labelled validation data for mAP and the budget; must not share images with --calib "
+                        f"(default {val_default or 'none'}; 'none' to skip)")
+    g.add_argument("--val-images", type=int, default=None, metavar="N", help="validation images (default: all)")
+    g.add_argument("--force-overlap", action="store_true",
+                   help="proceed even when calibration and validation images overlap (not recommended)")
+    g.add_argument("--recalibrate", action="store_true",
+                   help="ignore calibration statistics saved by an earlier run with the same key")
+
+
+def add_int8_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("INT8 / mixed precision")
+    g.add_argument("--max-map-drop", type=_float_or_none, default=1.0, metavar="POINTS",
+                   help="INT8 mAP50-95 budget below FP32, in points; layers are excluded one at a time until the "
+                        "INT8 model is within it; exit code 2 if it cannot be met (default 1.0; 'none' = no budget)")
+    g.add_argument("--max-exclusions", type=int, default=6, metavar="N",
+                   help="evaluations the budget loop may spend (default 6)")
+    g.add_argument("--sensitivity", choices=("auto", "always", "never"), default="auto",
+                   help="rank layers by sensitivity: only when over budget (auto), always, or never")
+    g.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                   help="keep this node in higher precision in the INT8 model (repeatable)")
+    g.add_argument("--quantize-ops", default="Conv", metavar="OPS",
+                   help="comma-separated op types whose inputs get Q/DQ (default Conv; e.g. Conv,MatMul)")
+    g.add_argument("--trt-version", default=None, metavar="X.Y.Z",
+                   help="TensorRT version the legacy calibration.cache is for (default: the installed one, else 8.6.1)")
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    """The precision group of ``yolo-edge export``."""
+    g = p.add_argument_group("precision (FP16 / INT8 ONNX, measured in ONNX Runtime)")
+    g.add_argument("--fp16", action="store_true", help="also write <out>.fp16.onnx (FP16, FP32 I/O, keep-FP32 list)")
+    g.add_argument("--int8", action="store_true",
+                   help="also write <out>.int8.onnx (explicit Q/DQ), the FP16 model, calibration.cache and a report, "
+                        "and print FP32/FP16/INT8 size, mAP and latency (default output dir runs/export/)")
+    g.add_argument("--no-fp16", action="store_true", help="with --int8: skip the FP16 model")
+    g.add_argument("--keep-fp32", action="append", default=[], metavar="NODE",
+                   help="keep this node in FP32 in the FP16 model (repeatable)")
+    add_calibration_args(p, val_default="synthetic:val")
+    add_int8_args(p)
+
+
+def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
+    from .pipeline import PrecisionConfig
+
+    if args.calib_images is not None and args.calib_images < 1:
+        raise YoloEdgeError(f"--calib-images must be >= 1, got {args.calib_images}")
+    return PrecisionConfig(
+        out_dir=out_dir, name=name, fp16=fp16, int8=int8, calib=args.calib, calib_images=args.calib_images,
+        val=args.val, val_images=args.val_images, method=args.calib_method, percentile=args.percentile,
+        op_types=tuple(o.strip() for o in args.quantize_ops.split(",") if o.strip()),
+        exclude=tuple(args.exclude), keep_fp32=tuple(getattr(args, "keep_fp32", []) or []),
+        max_map_drop=args.max_map_drop if args.val else None, max_exclusions=args.max_exclusions,
+        sensitivity=args.sensitivity, force_overlap=args.force_overlap, trt_version=args.trt_version,
+        reuse_stats=not args.recalibrate, show_progress=not getattr(args, "quiet", False))
+
+
+def finish(result, t0: float) -> int:
+    """Print the table, where the engines go, the report, and the verdict; return the exit code."""
+    from .pipeline import engine_message, fmt_seconds
+
+    print()
+    print(result.table())
+    if any(r.note for r in result.rows):
+        for r in result.rows:
+            if r.note:
+                print(f"  {r.precision}: {r.note}")
+    if any(r.map50_95 is not None for r in result.rows):
+        print("mAP: ONNX Runtime CPU, graphs without NMS + reference NMS (score 0.001, IoU 0.6), ΔmAP in points "
+              "vs FP32")
+    print("latency: ONNX Runtime CPU, batch 1, model only; its CPU provider emulates Q/DQ and most FP16 ops in "
+          "FP32, so INT8/FP16 are not faster here: the speed-up comes with TensorRT")
+    for note in result.notes:
+        print(f"note: {note}")
+    for e in result.excluded:
+        print(f"INT8: kept in higher precision: {e['node']} — {e['reason']}")
+    for k in result.fp16_kept:
+        print(f"FP16: kept in FP32: {k['node']} — {k['reason']}")
+    print()
+    for line in engine_message(result):
+        print(line)
+    written = [str(p) for k, p in result.paths.items() if k in ("fp16", "int8", "cache")]
+    if written:
+        print("wrote " + ", ".join(written))
+    if result.report_dir is not None:
+        print(f"report: {result.report_dir / 'report.html'}")
+    print(f"total {fmt_seconds(time.perf_counter() - t0)}")
+    if result.exit_code:
+        where = f" — see {result.report_dir / 'report.html'}" if result.report_dir is not None else ""
+        print(f"yolo-edge: INT8 mAP50-95 is {result.drop:.2f} points below FP32, over the --max-map-drop budget of "
+              f"{result.max_map_drop:g}{where}", file=sys.stderr)
+    return result.exit_code
+
+
+# --- export --fp16 / --int8 ------------------------------------------------------------------------
+def build_export(p: argparse.ArgumentParser) -> None:
+    from ..export.cli import add_export_args
+
+    add_export_args(p)
+    add_precision_args(p)
+
+
+def cmd_export(args) -> int:
+    from ..export import cli as export_cli
+
+    if not (args.fp16 or args.int8):
+        return export_cli.cmd_export(args)
+    t0 = time.perf_counter()
+    if args.out is None:
+        args.out = str(Path("runs/export") / "model.onnx")
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise YoloEdgeError(f"--out must name the FP32 .onnx (the other files go next to it), got {out}")
+    fp32 = export_cli.run_export(args)  # FP32 ONNX with the requested NMS, imgsz, opset, ...
+    cfg = config_from_args(args, out.parent, out.stem, fp16=args.fp16 or (args.int8 and not args.no_fp16),
+                           int8=args.int8)
+    from .pipeline import run_precision
+
+    return finish(run_precision(fp32, cfg), t0)
+
+
+# --- calibrate ---------------------------------------------------------------------------------
+def build_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="FP32 yolo-edge ONNX, or a checkpoint (.pt) to export first "
+                                           "(default: the bundled checkpoint)")
+    p.add_argument("--out-dir", "-o", default="runs/calibrate", help="output folder (default runs/calibrate)")
+    p.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size when exporting a checkpoint")
+    p.add_argument("--fp16", action="store_true", help="also write the FP16 model (overflow check from the same pass)")
+    p.add_argument("--keep-fp32", action="append", default=[], metavar="NODE", help="with --fp16: keep NODE in FP32")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_calibration_args(p, val_default=None)
+    add_int8_args(p)
+
+
+def cmd_calibrate(args) -> int:
+    t0 = time.perf_counter()
+    out_dir = Path(args.out_dir)
+    model = Path(args.model) if args.model else None
+    if model is None or model.suffix.lower() in (".pt", ".pth"):
+        from ..export.onnx_export import export_onnx
+
+        imgsz = (640, 640)
+        if args.imgsz:
+            imgsz = (args.imgsz[0], args.imgsz[-1])
+        model = export_onnx(model, out_dir / "model.onnx", imgsz=imgsz, verbose=not args.quiet)
+    elif not model.is_file():
+        raise YoloEdgeError(f"model not found: {model}")
+    elif model.suffix.lower() != ".onnx":
+        raise YoloEdgeError(f"expected an FP32 .onnx or a .pt checkpoint, got {model}")
+    cfg = config_from_args(args, out_dir, model.stem, fp16=args.fp16, int8=True)
+    from .pipeline import run_precision
+
+    return finish(run_precision(model, cfg), t0)
+
+
+COMMANDS = [
+    ("export", cmd_export,
+     "export a checkpoint to ONNX with embedded NMS (--fp16/--int8: also FP16 and INT8 Q/DQ ONNX, report, table)",
+     build_export),
+    ("calibrate", cmd_calibrate,
+     "INT8 calibration of an FP32 ONNX: Q/DQ model, per-layer report, TensorRT calibration cache",
+     build_calibrate),
+]

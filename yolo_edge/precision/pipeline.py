@@ -1,0 +1,603 @@
+"""The precision job: FP32 ONNX -> FP16 and INT8 ONNX, calibration report, TensorRT legacy cache,
+and an accuracy/speed table measured in ONNX Runtime (``yolo-edge export --int8``).
+
+    from yolo_edge.precision import PrecisionConfig, run_precision
+    result = run_precision("runs/export/model.onnx", PrecisionConfig(out_dir="runs/export"))
+    print(result.table())
+
+Steps (each printed with its time, long ones with a progress bar):
+
+1. strip NMS from the FP32 graph and find the decode tail (kept in higher precision);
+2. hash the calibration and validation images; refuse an overlap (``force_overlap`` to override);
+3. one calibration pass (or reuse ``calibration.stats.npz`` when its key still matches);
+4. INT8 Q/DQ graph; FP16 graph with the keep-FP32 list and the overflow check;
+5. mAP of FP32, FP16 and INT8 on the validation images, all three the same way: graphs without
+   NMS, then the numpy reference NMS with the evaluation thresholds (``VAL_NMS``: score 0.001,
+   IoU 0.6, 300 per image), so that the embedded NMS thresholds do not cap mAP;
+6. when INT8 loses more than ``max_map_drop`` points: rank layers by sensitivity and exclude them
+   one at a time (no recalibration) until within budget;
+7. NMS added back to the FP16/INT8 graphs (same flavour and thresholds as the FP32 export), with
+   ``precision`` and ``extra["precision"]`` metadata (excluded nodes with reasons, calibration
+   method and data hash); the TensorRT legacy cache with its key; the report (JSON/HTML/PNG);
+8. latency: ONNX Runtime CPU, batch 1, model only (``session.run`` on a letterboxed image), p50.
+
+``PrecisionResult.exit_code`` is 2 when the INT8 drop exceeds the budget (the CLI returns it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..deps import available, require
+from ..errors import ModelFormatError, YoloEdgeError
+from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, write_cache
+from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
+                          STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
+from .int8 import DEFAULT_OP_TYPES, Int8Config
+
+BUDGET_EXIT_CODE = 2
+FP16_RANGE_IMAGES = 32  # calibration images for the FP16 overflow check when no INT8 model is made
+
+
+@dataclass
+class PrecisionConfig:
+    """Settings of :func:`run_precision` (the CLI maps its flags onto these).
+
+    Attributes:
+        out_dir: where ``<name>.fp16.onnx``, ``<name>.int8.onnx``, ``calibration.cache``(+``.json``),
+            ``calibration.stats.npz`` and ``report/`` go.
+        name: stem of the output files (default: the FP32 ONNX's stem).
+        fp16, int8: which precisions to produce.
+        calib: calibration data (folder, dataset, video, ``synthetic:calib``); ``calib_images`` of it.
+        val: labelled validation data for mAP (None: no accuracy columns, no budget check).
+        val_images: how many validation images (None: all).
+        method, percentile, op_types, exclude: INT8 settings (:class:`~yolo_edge.precision.int8.Int8Config`).
+        keep_fp32: node names kept FP32 in the FP16 model (besides the defaults).
+        max_map_drop: INT8 mAP50-95 budget in points below FP32 (None: no budget).
+        max_exclusions: evaluations the budget loop may spend.
+        sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
+        sensitivity_images: calibration images used to rank layers.
+        sensitivity_map_top: with ``always`` and a validation set, the ΔmAP of excluding each of
+            this many top-ranked layers alone is measured too.
+        report_images: calibration images used for the SQNR measurements.
+        force_overlap: proceed when calibration and validation images overlap.
+        trt_version: TensorRT version the legacy cache is written for (header ``TRT-<tag>-...``).
+        reuse_stats: reuse ``calibration.stats.npz`` when its key matches.
+    """
+
+    out_dir: str | Path = "runs/export"
+    name: str | None = None
+    fp16: bool = True
+    int8: bool = True
+    calib: str = "synthetic:calib"
+    calib_images: int | None = DEFAULT_CALIB_IMAGES
+    val: str | None = "synthetic:val"
+    val_images: int | None = None
+    method: str = DEFAULT_METHOD
+    percentile: float = DEFAULT_PERCENTILE
+    op_types: tuple[str, ...] = DEFAULT_OP_TYPES
+    exclude: tuple[str, ...] = ()
+    keep_fp32: tuple[str, ...] = ()
+    max_map_drop: float | None = 1.0
+    max_exclusions: int = 6
+    sensitivity: str = "auto"
+    sensitivity_images: int = 4
+    sensitivity_map_top: int = 3
+    report_images: int = 4
+    force_overlap: bool = False
+    trt_version: str | None = None
+    reuse_stats: bool = True
+    batch: int = 2
+    latency_runs: int = 20
+    show_progress: bool = True
+    build_engines: bool = True
+
+    def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
+        return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
+                          exclude=tuple(self.exclude) + tuple(exclude))
+
+
+@dataclass
+class Row:
+    precision: str
+    path: str
+    size_mb: float
+    map50_95: float | None = None
+    map50: float | None = None
+    delta_map50_95: float | None = None  # points (0..100 scale), negative = worse than FP32
+    latency_ms: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PrecisionResult:
+    """What :func:`run_precision` produced."""
+
+    rows: list[Row]
+    paths: dict[str, Path]
+    report_dir: Path | None
+    within_budget: bool | None
+    drop: float | None
+    max_map_drop: float | None
+    seconds: float
+    excluded: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fp16_kept: list[dict] = field(default_factory=list)  # FP32 nodes beyond the decode tail (overflow, requested)
+
+    @property
+    def exit_code(self) -> int:
+        return BUDGET_EXIT_CODE if self.within_budget is False else 0
+
+    def table(self) -> str:
+        head = ["precision", "file MB", "mAP50-95", "mAP50", "ΔmAP50-95", "ORT CPU p50 ms"]
+        rows = []
+        for r in self.rows:
+            rows.append([r.precision, f"{r.size_mb:.2f}",
+                         "—" if r.map50_95 is None else f"{100 * r.map50_95:.2f}",
+                         "—" if r.map50 is None else f"{100 * r.map50:.2f}",
+                         "—" if r.delta_map50_95 is None else (f"{r.delta_map50_95:+.2f}" if r.precision != "fp32"
+                                                                 else "0 (ref)"),
+                         "—" if r.latency_ms is None else f"{r.latency_ms:.1f}"])
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))
+        out = [line, "-" * len(line)]
+        for r in rows:
+            out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        return "\n".join(out)
+
+
+class _Subset:
+    """The validation images actually evaluated (spread over the dataset)."""
+
+    def __init__(self, ds, indices):
+        self.ds, self.indices = ds, list(indices)
+        self.names = tuple(getattr(ds, "names", ()))
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.ds[self.indices[i]]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Stage:
+    def __init__(self, name: str, verbose: bool = True):
+        self.name, self.verbose, self.detail = name, verbose, ""
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None and self.verbose:
+            extra = f" ({self.detail})" if self.detail else ""
+            _log(f"{self.name:<12} {time.perf_counter() - self.t:6.1f} s{extra}")
+        return False
+
+
+def default_trt_version() -> str:
+    """The installed TensorRT's version, else :data:`~yolo_edge.precision.cache.DEFAULT_TRT_VERSION`."""
+    if available("tensorrt"):
+        try:
+            return str(require("tensorrt").__version__)
+        except Exception:  # a broken TensorRT install must not stop the CPU path
+            pass
+    return DEFAULT_TRT_VERSION
+
+
+def _save(model, path: Path) -> Path:
+    onnx = require("onnx")
+    from ..util import atomic_path
+
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return path
+
+
+def _with_spec(model, spec):
+    from ..export.metadata import set_metadata
+
+    set_metadata(model, spec)
+    return model
+
+
+def evaluate_onnx(path, dataset, batch: int = 8, desc: str = "val"):
+    """mAP of a graph without NMS: ONNX Runtime CPU, numpy NMS with ``VAL_NMS``."""
+    from ..evaluate.validate import VAL_NMS, evaluate_detector
+    from ..runtime import Detector
+    from ..runtime.ort_runner import OrtRunner
+
+    runner = OrtRunner(path, providers="cpu")
+    with Detector(runner, nms=VAL_NMS, max_batch=batch) as det:
+        return evaluate_detector(det, dataset, batch=batch, desc=desc)
+
+
+def latency_ms(path, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
+    """p50 of ``session.run`` on one input (ONNX Runtime CPU, model only)."""
+    from .calibration import ort_session
+
+    sess = ort_session(Path(path))
+    name = sess.get_inputs()[0].name
+    for _ in range(warmup):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def stats_key(onnx_sha: str, letterbox, hashes: Sequence[str]) -> CacheKey:
+    return CacheKey(onnx_sha, preprocessing_of(letterbox), data_hash(hashes), len(hashes),
+                    {"stats": STATS_VERSION, "bins": HIST_BINS, "samples_per_image": SAMPLES_PER_IMAGE})
+
+
+def load_or_collect_stats(model, images: ImageSet, letterbox, sampled: Sequence[str], key: CacheKey, path: Path,
+                          reuse: bool = True, batch: int = 2, show_progress: bool = True,
+                          log: Callable[[str], None] = _log) -> tuple[CalibrationStats, bool]:
+    """Calibration statistics from ``path`` when its key equals ``key`` (and it covers ``sampled``),
+    else from a new pass (then saved with its key). Returns ``(stats, reused)``."""
+    if reuse and path.is_file():
+        found = read_key(path)
+        if found is not None and found.key == key.key:
+            stats = CalibrationStats.load(path)
+            if set(sampled) <= set(stats.histogrammed()):
+                return stats, True
+        elif found is not None:
+            log(f"  {path.name} was made for a different {', '.join(found.differences(key))}: recalibrating")
+    stats = collect_stats(model, images, letterbox, sampled=sampled, batch=batch, show_progress=show_progress)
+    stats.save(path)
+    from ..util import atomic_write
+
+    with atomic_write(path.with_name(path.name + ".json"), "w") as f:
+        json.dump(key.to_dict(), f, indent=1, sort_keys=True)
+    return stats, False
+
+
+def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionResult:
+    """Run the precision job on an FP32 yolo-edge ONNX (see the module doc)."""
+    cfg = cfg or PrecisionConfig()
+    onnx = require("onnx")
+    from ..export.metadata import get_spec
+    from ..export.nms import add_nms
+    from ..spec import NmsSpec
+    from ..util import sha256_file
+    from .fp16 import convert_fp16
+    from .graph import copy_model, find_decode_tail, fixed_batch, float_activations, prepare, strip_nms
+    from .int8 import activation_inputs, activation_scales, qdq_layers, quantizable_nodes, quantize_qdq
+
+    t_start = time.perf_counter()
+    verbose = cfg.show_progress
+    if cfg.sensitivity not in ("auto", "always", "never"):
+        raise YoloEdgeError(f"sensitivity must be auto, always or never, got {cfg.sensitivity!r}")
+    fp32_path = Path(fp32_onnx)
+    if not fp32_path.is_file():
+        raise YoloEdgeError(f"ONNX model not found: {fp32_path}")
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = cfg.name or fp32_path.stem
+    notes: list[str] = []
+    paths: dict[str, Path] = {"fp32": fp32_path}
+
+    # 1. graph ---------------------------------------------------------------------------------
+    with _Stage("prepare", verbose) as st:
+        src = onnx.load(str(fp32_path))
+        spec = get_spec(src)
+        if spec is None:
+            raise ModelFormatError(f"{fp32_path} has no yolo_edge metadata: export it with `yolo-edge export`")
+        if spec.precision != "fp32":
+            raise ModelFormatError(f"{fp32_path} is already {spec.precision}: start from the FP32 export")
+        raw = prepare(strip_nms(src))
+        tail = find_decode_tail(raw)
+        nodes = quantizable_nodes(raw, cfg.op_types, exclude=set(tail.nodes) | set(cfg.exclude))
+        unknown = [n for n in (*cfg.exclude, *cfg.keep_fp32) if n not in {x.name for x in raw.graph.node}]
+        if unknown:
+            raise YoloEdgeError(f"no node named {unknown[0]!r} in {fp32_path} (see report.json for node names)")
+        acts = activation_inputs(raw, nodes)
+        fb = fixed_batch(raw)
+        onnx_sha = sha256_file(fp32_path)
+        st.detail = f"{len(raw.graph.node)} nodes, decode tail {len(tail.nodes)}, {len(nodes)} layers to quantize"
+
+    # 2. data ----------------------------------------------------------------------------------
+    with _Stage("data", verbose) as st:
+        calib = ImageSet(cfg.calib, cfg.calib_images)
+        if not cfg.int8:  # FP16 only needs the overflow check: exact min/max of every tensor on a few images
+            calib = calib.head(FP16_RANGE_IMAGES)
+        calib_hashes = calib.hashes(desc="hash calib" if verbose else None)
+        val_ds = None
+        if cfg.val:
+            val = ImageSet(cfg.val, cfg.val_images)
+            val_hashes = val.hashes(desc="hash val" if verbose else None)
+            overlap = check_disjoint(calib_hashes, val_hashes, force=cfg.force_overlap,
+                                     calib_name=f"calibration ({cfg.calib})", eval_name=f"validation ({cfg.val})")
+            if overlap:
+                notes.append(f"{len(overlap)} calibration images overlap the validation set (--force-overlap)")
+            val_ds = _Subset(val.dataset, val.indices)
+            if not getattr(val.dataset, "names", ()):
+                raise YoloEdgeError(f"validation data {cfg.val} has no labels: give a labelled dataset or --val none")
+        st.detail = (f"{len(calib)} calibration images ({cfg.calib})"
+                     + (f", {len(val_ds)} validation images ({cfg.val}), disjoint" if val_ds is not None else ""))
+
+    # 3. calibration ---------------------------------------------------------------------------
+    stats_path = out_dir / "calibration.stats.npz"
+    key = stats_key(onnx_sha, spec.letterbox, calib_hashes)
+    with _Stage("calibrate", verbose) as st:
+        stats, reused = load_or_collect_stats(raw, calib, spec.letterbox, list(acts) if cfg.int8 else [], key, stats_path,
+                                              reuse=cfg.reuse_stats, batch=cfg.batch, show_progress=verbose)
+        st.detail = (f"reused {stats_path.name} (same key)" if reused
+                     else f"{stats.n_images} images, {len(stats.tensors)} tensors, {stats.seconds:.1f} s")
+    calib_info = {"source": cfg.calib, "images": stats.n_images, "data_sha256": stats.data_hash,
+                  "letterbox": preprocessing_of(spec.letterbox), "stats_key": key.key,
+                  "calibration_seconds": round(stats.seconds, 2), "reused": reused}
+
+    tmp = tempfile.TemporaryDirectory(prefix="yolo_edge_prec_")
+    tmpdir = Path(tmp.name)
+    eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
+
+    def eval_copy(model, precision: str) -> Path:
+        return _save(_with_spec(copy_model(model), eval_spec.replace(precision=precision)),
+                     tmpdir / f"{precision}.onnx")
+
+    # 4. conversions ---------------------------------------------------------------------------
+    fp16_res = None
+    qdq = None
+    excluded: list[dict] = [{"node": n, "reason": "decode tail (kept FP32: DFL, anchors, sigmoid, NMS inputs)"}
+                            for n in tail.nodes]
+    excluded += [{"node": n, "reason": "requested (--exclude)"} for n in cfg.exclude]
+    amax = stats.amax(cfg.method, cfg.percentile, names=acts)
+    if cfg.fp16:
+        with _Stage("fp16", verbose) as st:
+            fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
+            st.detail = (f"{len(fp16_res.kept)} nodes kept FP32"
+                         + (f", {len(fp16_res.overflow)} overflow-risk tensors" if fp16_res.overflow else ""))
+    if cfg.int8:
+        with _Stage("int8", verbose) as st:
+            qdq = quantize_qdq(raw, amax, cfg.int8_config(), tail.nodes)
+            n_q = sum(layer.op_type in cfg.op_types for layer in qdq_layers(qdq).values())
+            st.detail = f"{n_q} layers quantized (Q/DQ), method {cfg.method}"
+
+    # 5. accuracy ------------------------------------------------------------------------------
+    results: dict[str, object] = {}
+    eval_paths = {"fp32": eval_copy(raw, "fp32")}
+    if fp16_res is not None:
+        eval_paths["fp16"] = eval_copy(fp16_res.model, "fp16")
+    if qdq is not None:
+        eval_paths["int8"] = eval_copy(qdq, "int8")
+    if val_ds is not None:
+        for prec, p in eval_paths.items():
+            with _Stage(f"mAP {prec}", verbose) as st:
+                results[prec] = evaluate_onnx(p, val_ds, desc=f"val {prec}")
+                st.detail = f"mAP50-95 {100 * results[prec].map50_95:.2f}, mAP50 {100 * results[prec].map50:.2f}"
+
+    # 6. budget --------------------------------------------------------------------------------
+    sens_report = None
+    budget = None
+    drop = None
+    if qdq is not None and "int8" in results:
+        drop = 100.0 * (results["fp32"].map50_95 - results["int8"].map50_95)
+    over = drop is not None and cfg.max_map_drop is not None and drop > cfg.max_map_drop
+    if qdq is not None and (cfg.sensitivity == "always" or (cfg.sensitivity == "auto" and over)):
+        from .sensitivity import exclude_until_within_budget, layer_sensitivity
+
+        with _Stage("sensitivity", verbose) as st:
+            batches = list(calib.head(cfg.sensitivity_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+            ranking, full_err = layer_sensitivity(raw, qdq, batches, nodes, show_progress=verbose)
+            sens_report = {"images": len(batches), "full_error": full_err, "ranking": [r.to_dict() for r in ranking],
+                           "method": "output error with only this layer quantized (see sensitivity.py)"}
+            st.detail = f"{len(ranking)} layers ranked; worst {ranking[0].node if ranking else '-'}"
+
+        def quantize(extra):
+            return quantize_qdq(raw, amax, cfg.int8_config(extra), tail.nodes)
+
+        if cfg.sensitivity == "always" and "int8" in results and cfg.sensitivity_map_top > 0:
+            with _Stage("ΔmAP top", verbose) as st:
+                base = results["int8"].map50_95
+                for r in sens_report["ranking"][: cfg.sensitivity_map_top]:
+                    v = evaluate_onnx(eval_copy(quantize([r["node"]]), "int8"), val_ds,
+                                      desc=f"val -{r['node'][-20:]}").map50_95
+                    r["delta_map50_95_if_excluded"] = 100.0 * (v - base)
+                st.detail = ", ".join(f"{r['node']} {r['delta_map50_95_if_excluded']:+.2f}"
+                                      for r in sens_report["ranking"][: cfg.sensitivity_map_top])
+        if over:
+            by_node = {r.node: r for r in ranking}
+
+            seen_evals: dict[int, object] = {}
+
+            def evaluate(model):
+                seen_evals[id(model)] = evaluate_onnx(eval_copy(model, "int8"), val_ds, desc="val int8")
+                return seen_evals[id(model)].map50_95
+
+            with _Stage("budget", verbose) as st:
+                budget = exclude_until_within_budget([r.node for r in ranking], quantize, evaluate,
+                                                     results["fp32"].map50_95, results["int8"].map50_95,
+                                                     cfg.max_map_drop, max_steps=cfg.max_exclusions,
+                                                     model=qdq, log=_log if verbose else None)
+                st.detail = f"{len(budget.excluded)} layer(s) excluded, {budget.reason}"
+            sens_report["budget"] = budget.to_dict()
+            if budget.excluded:
+                qdq = budget.model
+                eval_paths["int8"] = eval_copy(qdq, "int8")
+                results["int8"] = seen_evals[id(qdq)]
+                steps = {s.node: s for s in budget.steps}
+                for k, n in enumerate(budget.excluded):
+                    s = steps[n]
+                    excluded.append({"node": n, "reason": (
+                        f"sensitivity: output error {by_node[n].error:.3g} (rank {ranking.index(by_node[n]) + 1}); "
+                        f"excluding it raised INT8 mAP50-95 {100 * s.map_before:.2f} -> {100 * s.map_after:.2f}")})
+                drop = 100.0 * (results["fp32"].map50_95 - results["int8"].map50_95)
+
+    # 7. artifacts -----------------------------------------------------------------------------
+    trt_version = cfg.trt_version or default_trt_version()
+    int8_info = None
+    with _Stage("write", verbose) as st:
+        written = []
+        if fp16_res is not None:
+            m = add_nms(copy_model(fp16_res.model), spec.nms) if spec.nms.flavour != "none" else fp16_res.model
+            extra = {**spec.extra, "precision": {"mode": "fp16", "io": "float32", "kept_fp32": fp16_res.kept,
+                                                 "overflow": fp16_res.overflow, "overflow_threshold": 0.5 * 65504,
+                                                 "calibration": calib_info}}
+            paths["fp16"] = _save(_with_spec(m, spec.replace(precision="fp16", extra=extra)), out_dir / f"{name}.fp16.onnx")
+            written.append(paths["fp16"].name)
+        if qdq is not None:
+            scales = activation_scales(qdq)
+            cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
+                                 cfg.int8_config().algorithm())
+            int8_info = {"mode": "int8-qdq", "symmetric": True, "weights": "per-channel (axis 0)",
+                         "activations": "per-tensor", "op_types": list(cfg.op_types), "method": cfg.method,
+                         **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
+                         "quantized_layers": sorted(n for n, l in qdq_layers(qdq).items()
+                                                    if l.op_type in cfg.op_types),
+                         "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
+                         "max_map_drop": cfg.max_map_drop}
+            m = add_nms(copy_model(qdq), spec.nms) if spec.nms.flavour != "none" else copy_model(qdq)
+            paths["int8"] = _save(_with_spec(m, spec.replace(precision="int8", extra={**spec.extra,
+                                                                                       "precision": int8_info})),
+                                  out_dir / f"{name}.int8.onnx")
+            written.append(paths["int8"].name)
+            # legacy implicit-INT8 cache for the FP32 graph: Q/DQ scales where we have them, min/max
+            # elsewhere; nothing for the decode tail or excluded layers (TensorRT keeps them out of INT8)
+            skip = set(tail.tensors) | {o for n in raw.graph.node
+                                        if n.name in {e["node"] for e in excluded} for o in n.output}
+            table = {}
+            for t in float_activations(raw):
+                if t in skip or t not in stats.tensors:
+                    continue
+                table[t] = scales[t] if t in scales else stats.tensors[t].absmax / 127.0
+            table = {k: v for k, v in table.items() if v > 0}
+            paths["cache"] = write_cache(out_dir / "calibration.cache", table, cache_key, trt_version=trt_version,
+                                         extra={"onnx": str(fp32_path), "method": cfg.method})
+            written.append(f"calibration.cache ({len(table)} tensors, TRT {trt_version})")
+        st.detail = ", ".join(written)
+
+    # 8. latency -------------------------------------------------------------------------------
+    x = next(ImageSet(cfg.val or cfg.calib, 1).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+    rows: list[Row] = []
+    with _Stage("latency", verbose) as st:
+        for prec in ("fp32", "fp16", "int8"):
+            if prec not in paths:
+                continue
+            p = paths[prec]
+            note = ""
+            try:
+                lat = latency_ms(p, x, cfg.latency_runs)
+            except Exception:  # EfficientNMS_TRT: ONNX Runtime cannot run the plugin; time the graph without NMS
+                lat = latency_ms(eval_paths[prec], x, cfg.latency_runs)
+                note = "latency without NMS (TensorRT plugin)"
+            if fb:
+                note = "; ".join(filter(None, [note, f"latency of a static batch of {fb}"]))
+            r = results.get(prec)
+            rows.append(Row(prec, str(p), p.stat().st_size / 1e6, getattr(r, "map50_95", None),
+                            getattr(r, "map50", None), None, lat, note))
+        st.detail = ", ".join(f"{r.precision} {r.latency_ms:.1f} ms" for r in rows)
+    if "fp32" in results:
+        for r in rows:
+            if r.map50_95 is not None:
+                r.delta_map50_95 = 100.0 * (r.map50_95 - results["fp32"].map50_95)
+
+    # 9. report --------------------------------------------------------------------------------
+    report_dir = None
+    if qdq is not None:
+        from .report import measure_sqnr, tensor_entries, weight_sqnr, write_report
+
+        with _Stage("report", verbose) as st:
+            batches = list(calib.head(cfg.report_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+            layers = qdq_layers(qdq)
+            pairs, scales = {}, {}
+            for layer in layers.values():
+                pairs.update(layer.activations)
+                scales.update(layer.scales)
+            sq = measure_sqnr(raw, qdq, pairs, batches, scales)
+            final_amax = {t: scales[t] * 127.0 for t in pairs}
+            entries = tensor_entries(stats, final_amax, acts, sq, cfg.percentile)
+            wsq = weight_sqnr(raw, qdq)
+            report = {
+                "model": str(fp32_path), "onnx_sha256": onnx_sha, "name": name,
+                "calibration": {**calib_info, "method": cfg.method,
+                                **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
+                                "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
+                                "sqnr_images": len(batches)},
+                "evaluation": [r.to_dict() for r in rows],
+                "budget": {"max_map_drop": cfg.max_map_drop, "drop": drop,
+                           "within": None if drop is None or cfg.max_map_drop is None else drop <= cfg.max_map_drop},
+                "outputs": {k: v for k, v in sq.items() if k not in pairs},
+                "int8": int8_info,
+                "layers": [{"node": n, "op_type": l.op_type, "weight_sqnr_db": wsq.get(n),
+                            "inputs": list(l.activations)} for n, l in layers.items()],
+                "fp16": {"kept": fp16_res.kept, "overflow": fp16_res.overflow} if fp16_res else {},
+                "sensitivity": sens_report,
+                "flag_counts": {f: sum(f in e["flags"] for e in entries)
+                                for f in ("narrow_range", "heavy_saturation", "fp16_overflow_risk", "low_sqnr")},
+                "tensors": entries,
+                "notes": notes,
+            }
+            report_dir = out_dir / "report"
+            files = write_report(report, report_dir)
+            paths.update({f"report:{k}": v for k, v in files.items()})
+            st.detail = f"{report_dir}/report.html, {sum(bool(e['flags']) for e in entries)} flagged tensors"
+    tmp.cleanup()
+
+    within = None
+    if drop is not None and cfg.max_map_drop is not None:
+        within = drop <= cfg.max_map_drop + 1e-9
+    return PrecisionResult(rows, paths, report_dir, within, drop, cfg.max_map_drop, time.perf_counter() - t_start,
+                           [e for e in excluded if not e["reason"].startswith("decode tail")], notes,
+                           [k for k in (fp16_res.kept if fp16_res else []) if not k["reason"].startswith("decode tail")
+                            and "no FP16 form" not in k["reason"]])
+
+
+def engine_message(result: PrecisionResult, build: bool = True) -> list[str]:
+    """Where the TensorRT engines will be built, and the engines themselves when TensorRT is here."""
+    lines = []
+    onnxs = [result.paths[p] for p in ("fp32", "fp16", "int8") if p in result.paths]
+    if available("tensorrt") and build:
+        from ..trt import build_engine
+
+        for p in onnxs:
+            lines.append(f"built {build_engine(p)}")
+        return lines
+    lines.append("TensorRT is not installed here; build the engines on the target device (Jetson / GPU):")
+    for p in onnxs:
+        lines.append(f"  yolo-edge build {p}   -> {p.with_suffix('.engine')}")
+    if "cache" in result.paths:
+        lines.append(f"  legacy implicit INT8 (TensorRT <= 10): yolo-edge build {result.paths['fp32']} "
+                     f"--calib-cache {result.paths['cache']}")
+    return lines
+
+
+def export_and_run(checkpoint=None, cfg: PrecisionConfig | None = None, imgsz=(640, 640), nms=None,
+                   verbose: bool = True) -> PrecisionResult:
+    """Export ``checkpoint`` (default: the bundled one) to ``<out_dir>/model.onnx`` and run the job."""
+    from ..export.onnx_export import export_onnx
+
+    cfg = cfg or PrecisionConfig()
+    out = Path(cfg.out_dir) / f"{cfg.name or 'model'}.onnx"
+    path = export_onnx(checkpoint, out, imgsz=imgsz, nms=nms, verbose=verbose)
+    return run_precision(path, cfg)
+
+
+def fmt_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m} min {sec} s"
+
+
+__all__ = ["BUDGET_EXIT_CODE", "PrecisionConfig", "PrecisionResult", "Row", "engine_message", "evaluate_onnx",
+           "export_and_run", "latency_ms", "run_precision", "stats_key"]
+

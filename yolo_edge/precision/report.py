@@ -1,0 +1,372 @@
+"""The per-layer calibration report: ``report.json``, ``report.html`` (self-contained), ``ranges.png``,
+``histograms.png`` and ``sqnr.png``.
+
+For every quantized tensor: min/max, the chosen ``amax`` (and what each method would choose),
+percentiles of ``|x|``, the histogram, the saturation (share of values beyond ``amax``, which
+INT8 clips) and the SQNR of the INT8 graph against FP32 at that tensor::
+
+    SQNR = 10 log10( sum x^2 / sum (x - x_q)^2 )
+
+where ``x`` is the tensor in the FP32 graph and ``x_q`` the output of its ``DequantizeLinear`` in
+the INT8 graph, on the same images. It therefore includes the error accumulated upstream; the
+``local`` SQNR (the tensor's own quantize-dequantize in numpy) separates the two.
+
+Flags (:data:`FLAGS`): ``narrow_range`` (99.9 % of values use fewer than 8 of the 127 levels:
+the range is set by rare outliers), ``heavy_saturation`` (more than 0.5 % clipped),
+``fp16_overflow_risk`` (``|x|`` beyond half of 65504), ``low_sqnr`` (the tensor's own
+quantize-dequantize below 20 dB; the accumulated SQNR of deep layers is lower by nature and is not
+flagged). Tensors are listed worst first (lowest accumulated SQNR).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..deps import require
+from ..errors import MissingDependency
+from .fp16 import DEFAULT_OVERFLOW_FRACTION, FP16_MAX
+from .int8 import fake_quant
+
+PERCENTILES = (99.0, 99.9, 99.99, 99.999)
+NARROW_LEVELS = 8
+HEAVY_SATURATION = 0.005
+LOW_SQNR_DB = 20.0
+FLAGS = {
+    "narrow_range": f"99.9 % of values use fewer than {NARROW_LEVELS} of 127 levels (range set by outliers)",
+    "heavy_saturation": f"more than {HEAVY_SATURATION * 100:g} % of values clipped at amax",
+    "fp16_overflow_risk": f"|x| beyond {DEFAULT_OVERFLOW_FRACTION:g} x 65504",
+    "low_sqnr": f"the tensor's own quantize-dequantize SQNR (local) below {LOW_SQNR_DB:g} dB",
+}
+
+
+def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
+    """``10 log10(||ref||^2 / ||ref - test||^2)`` in dB (inf when equal)."""
+    ref = np.asarray(ref, np.float64)
+    noise = float(((ref - np.asarray(test, np.float64)) ** 2).sum())
+    signal = float((ref ** 2).sum())
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def measure_sqnr(fp32_model, qdq_model, pairs: Mapping[str, str], batches: Sequence[np.ndarray],
+                 scales: Mapping[str, float] | None = None) -> dict[str, dict]:
+    """SQNR at each tensor: ``pairs`` maps an FP32 tensor to its DequantizeLinear output in
+    ``qdq_model``. Returns ``{tensor: {"sqnr_db", "local_sqnr_db"}}`` (local: numpy quantize-dequantize
+    of the FP32 tensor with ``scales[tensor]``). The graph outputs are measured too (``boxes``, ``scores``)."""
+    from .calibration import ort_session
+    from .graph import expose
+
+    outs = [o.name for o in fp32_model.graph.output]
+    fp = ort_session(expose(fp32_model, list(pairs)))
+    q = ort_session(expose(qdq_model, list(pairs.values())))
+    fp_names = [o.name for o in fp.get_outputs()]
+    q_names = [o.name for o in q.get_outputs()]
+    acc = {t: [0.0, 0.0, 0.0] for t in [*pairs, *outs]}  # signal, noise, local noise
+    for x in batches:
+        a = dict(zip(fp_names, fp.run(fp_names, {fp.get_inputs()[0].name: x})))
+        b = dict(zip(q_names, q.run(q_names, {q.get_inputs()[0].name: x})))
+        for t in [*pairs, *outs]:
+            ref = a[t].astype(np.float64)
+            test = b[pairs.get(t, t)].astype(np.float64)
+            acc[t][0] += float((ref ** 2).sum())
+            acc[t][1] += float(((ref - test) ** 2).sum())
+            if scales and t in scales:
+                acc[t][2] += float(((ref - fake_quant(a[t], scales[t])) ** 2).sum())
+
+    def db(signal, noise):
+        return math.inf if noise == 0 else (-math.inf if signal == 0 else 10 * math.log10(signal / noise))
+
+    return {t: {"sqnr_db": db(s, n), **({"local_sqnr_db": db(s, ln)} if scales and t in scales else {})}
+            for t, (s, n, ln) in acc.items()}
+
+
+def weight_sqnr(fp32_model, qdq_model) -> dict[str, float]:
+    """``{layer: SQNR (dB) of its per-channel INT8 weights}``."""
+    from onnx import numpy_helper
+
+    from .int8 import qdq_layers
+
+    inits = {t.name: t for t in fp32_model.graph.initializer}
+    out = {}
+    for name, layer in qdq_layers(qdq_model).items():
+        if layer.weight in inits and layer.weight_q is not None and layer.weight_scales is not None:
+            w = numpy_helper.to_array(inits[layer.weight]).astype(np.float64)
+            shape = [-1] + [1] * (w.ndim - 1)
+            wq = layer.weight_q.astype(np.float64) * layer.weight_scales.reshape(shape)
+            out[name] = sqnr_db(w, wq)
+    return out
+
+
+def _finite(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else (None if math.isnan(v) else (1e9 if v > 0 else -1e9))
+
+
+def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Sequence[str]],
+                   sqnr: Mapping[str, dict] | None = None, percentile: float = 99.99) -> list[dict]:
+    """One report entry per quantized tensor, worst first (lowest SQNR, then most saturated)."""
+    from .calibration import METHODS
+
+    rows = []
+    limit = DEFAULT_OVERFLOW_FRACTION * FP16_MAX
+    for order, (t, a) in enumerate(amax.items()):
+        st = stats.tensors.get(t)
+        if st is None:
+            continue
+        scale = a / 127.0
+        sat = st.saturation(a)
+        p = {f"p{q:g}": st.percentile(q) for q in PERCENTILES}
+        s = (sqnr or {}).get(t, {})
+        flags = []
+        if st.has_hist and p["p99.9"] < NARROW_LEVELS * scale:
+            flags.append("narrow_range")
+        if sat > HEAVY_SATURATION:
+            flags.append("heavy_saturation")
+        if st.absmax > limit:
+            flags.append("fp16_overflow_risk")
+        if s.get("local_sqnr_db") is not None and s["local_sqnr_db"] < LOW_SQNR_DB:
+            flags.append("low_sqnr")
+        rows.append({
+            "tensor": t, "order": order, "consumers": list(consumers.get(t, [])),
+            "min": st.min, "max": st.max, "min_exact": st.min_exact, "amax": a, "scale": scale,
+            "amax_by_method": {m: st.amax(m, percentile) for m in METHODS},
+            "percentiles_abs": p, "saturation_pct": 100.0 * sat,
+            "sqnr_db": _finite(s.get("sqnr_db")), "local_sqnr_db": _finite(s.get("local_sqnr_db")),
+            "flags": flags, "histogram": st.to_dict().get("hist"), "hist_top": st.top,
+            "images": st.n_images,
+        })
+    rows.sort(key=lambda r: (r["sqnr_db"] if r["sqnr_db"] is not None else 1e9, -r["saturation_pct"]))
+    return rows
+
+
+# --- plots -----------------------------------------------------------------------------------
+def _figure(w: float, h: float):
+    require("matplotlib", extra="eval")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_ranges(entries: Sequence[dict]) -> bytes:
+    """Per-tensor min/max bars and the chosen amax, in graph order (symlog scale)."""
+    rows = sorted(entries, key=lambda r: r["order"])
+    fig = _figure(max(8.0, 0.12 * len(rows)), 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    ax.bar(x, [r["max"] for r in rows], color="#4c72b0", width=0.8, label="max")
+    ax.bar(x, [r["min"] for r in rows], color="#dd8452", width=0.8, label="min")
+    ax.scatter(x, [r["amax"] for r in rows], color="black", s=8, zorder=3, label="amax (chosen)")
+    ax.scatter(x, [-r["amax"] for r in rows], color="black", s=8, zorder=3)
+    bad = [i for i, r in enumerate(rows) if r["flags"]]
+    ax.scatter(bad, [0] * len(bad), marker="x", color="red", s=20, zorder=4, label="flagged")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_xlabel("quantized tensor (graph order)")
+    ax.set_ylabel("value")
+    ax.set_title("Activation ranges per quantized tensor")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_histograms(entries: Sequence[dict], n: int = 10) -> bytes:
+    """|x| histograms of the ``n`` worst tensors with the chosen amax and the min/max amax."""
+    rows = [r for r in entries if r["histogram"]][:n]
+    cols = 5
+    nrows = max(1, math.ceil(len(rows) / cols))
+    fig = _figure(3.2 * cols, 2.6 * nrows)
+    for i, r in enumerate(rows):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        h = np.asarray(r["histogram"], np.float64)
+        edges = np.linspace(0, r["hist_top"], h.size + 1)
+        ax.stairs(np.maximum(h, 0.5), edges, fill=True, color="#4c72b0", baseline=0.5)
+        ax.axvline(r["amax"], color="red", lw=1, label="amax")
+        ax.axvline(max(abs(r["min"]), abs(r["max"])), color="black", lw=1, ls="--", label="max |x|")
+        ax.set_yscale("log")
+        name = r["tensor"] if len(r["tensor"]) < 34 else "…" + r["tensor"][-33:]
+        sq = f"{r['sqnr_db']:.1f} dB" if r["sqnr_db"] is not None else "n/a"
+        ax.set_title(f"{name}\nSQNR {sq}, sat {r['saturation_pct']:.2f} %", fontsize=7)
+        ax.tick_params(labelsize=6)
+        if i == 0:
+            ax.legend(fontsize=6)
+    return _png(fig)
+
+
+def plot_sqnr(entries: Sequence[dict]) -> bytes:
+    rows = sorted(entries, key=lambda r: r["order"])
+    fig = _figure(max(8.0, 0.12 * len(rows)), 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    y = [r["sqnr_db"] if r["sqnr_db"] is not None else np.nan for r in rows]
+    yl = [r["local_sqnr_db"] if r["local_sqnr_db"] is not None else np.nan for r in rows]
+    ax.plot(y, marker="o", ms=3, label="INT8 graph vs FP32 (accumulated)")
+    ax.plot(yl, marker=".", ms=3, alpha=0.7, label="local quantize-dequantize")
+    ax.axhline(LOW_SQNR_DB, color="red", lw=0.8, ls="--", label=f"low_sqnr flag (local < {LOW_SQNR_DB:g} dB)")
+    ax.set_xlabel("quantized tensor (graph order)")
+    ax.set_ylabel("SQNR (dB)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# --- files -----------------------------------------------------------------------------------
+def write_report(report: dict, out_dir, worst: int = 10) -> dict[str, Path]:
+    """Write ``report.json``, the PNGs and ``report.html`` into ``out_dir`` (atomically). Returns the paths."""
+    from ..util import atomic_write
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    pngs: dict[str, bytes] = {}
+    entries = report.get("tensors", [])
+    if entries:
+        try:
+            pngs = {"ranges.png": plot_ranges(entries), "histograms.png": plot_histograms(entries, worst),
+                    "sqnr.png": plot_sqnr(entries)}
+        except MissingDependency as e:
+            report.setdefault("notes", []).append(f"plots skipped: {e}")
+    for name, data in pngs.items():
+        with atomic_write(out_dir / name) as f:
+            f.write(data)
+        paths[name] = out_dir / name
+    with atomic_write(out_dir / "report.json", "w") as f:
+        json.dump(report, f, indent=1, default=_json_default)
+    paths["report.json"] = out_dir / "report.json"
+    with atomic_write(out_dir / "report.html", "w") as f:
+        f.write(render_html(report, pngs, worst))
+    paths["report.html"] = out_dir / "report.html"
+    return paths
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if not math.isfinite(v) or abs(v) >= 1e8:
+            return "∞" if v > 0 else "−∞"
+        return f"{v:.{digits}g}"
+    return html.escape(str(v))
+
+
+def _table(rows: Sequence[Sequence], head: Sequence[str], cls: Sequence[str] | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for i, r in enumerate(rows):
+        c = f' class="{cls[i]}"' if cls and cls[i] else ""
+        out.append(f"<tr{c}>" + "".join(f"<td>{x}</td>" for x in r) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_html(report: dict, pngs: Mapping[str, bytes], worst: int = 10) -> str:
+    """A self-contained HTML page (PNGs inlined as base64)."""
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>yolo-edge calibration report</title>",
+             "<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;"
+             "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}tr.worst{background:#fff3f0}.flag{color:#b00}"
+             "img{max-width:100%}code{font-size:12px}</style></head><body>",
+             "<h1>yolo-edge INT8 / FP16 calibration report</h1>"]
+    cal = report.get("calibration", {})
+    parts.append(_table([[e(str(k)), e(json.dumps(v) if isinstance(v, (dict, list)) else str(v))]
+                         for k, v in cal.items()], ["calibration", "value"]))
+    if report.get("evaluation"):
+        def pts(v):
+            return "—" if v is None else f"{100 * v:.2f}"
+
+        rows = [[e(r["precision"]), _fmt(r.get("size_mb"), 3), pts(r.get("map50_95")), pts(r.get("map50")),
+                 _fmt(r.get("delta_map50_95"), 3), _fmt(r.get("latency_ms"), 4)] for r in report["evaluation"]]
+        parts.append("<h2>Accuracy and speed (ONNX Runtime, CPU)</h2>")
+        parts.append(_table(rows, ["precision", "MB", "mAP50-95", "mAP50", "ΔmAP50-95 (points)", "p50 ms"]))
+    if report.get("budget"):
+        parts.append(f"<p><b>Budget:</b> {e(json.dumps(report['budget']))}</p>")
+    ex = (report.get("int8") or {}).get("excluded", [])
+    if ex:
+        tail = [x["node"] for x in ex if x["reason"].startswith("decode tail")]
+        other = [x for x in ex if not x["reason"].startswith("decode tail")]
+        parts.append("<h2>Nodes kept in higher precision (INT8 model)</h2>")
+        rows = [[e(x["node"]), e(x["reason"])] for x in other]
+        if tail:
+            rows.append([f"decode tail: {len(tail)} nodes <details><summary>list</summary>"
+                         + "<br>".join(e(t) for t in tail) + "</details>",
+                         e(ex[[x["node"] for x in ex].index(tail[0])]["reason"])])
+        parts.append(_table(rows, ["node", "reason"]))
+    fp16 = report.get("fp16", {})
+    if fp16:
+        parts.append("<h2>FP16: nodes kept in FP32</h2>")
+        over = fp16.get("overflow", [])
+        if over:
+            parts.append("<p class='flag'>Overflow risk: " + ", ".join(
+                f"{e(o['tensor'])} ({o['amax']:.4g})" for o in over) + "</p>")
+        kept = fp16.get("kept", [])
+        tail = [k for k in kept if k["reason"].startswith("decode tail")]
+        rows = [[e(k["node"]), e(k["op_type"]), e(k["reason"])] for k in kept if not k["reason"].startswith("decode tail")]
+        if tail:
+            rows.append([f"decode tail: {len(tail)} nodes <details><summary>list</summary>"
+                         + "<br>".join(e(k["node"]) for k in tail) + "</details>", "", e(tail[0]["reason"])])
+        parts.append(_table(rows, ["node", "op", "reason"]))
+    sens = report.get("sensitivity")
+    if sens:
+        parts.append("<h2>Sensitivity (output error with only this layer quantized)</h2>")
+        parts.append(f"<p>full INT8 output error: {_fmt(sens.get('full_error'))}</p>")
+        parts.append(_table([[e(s["node"]), _fmt(s["output_error"]), _fmt(s.get("delta_map50_95_if_excluded"), 3)]
+                             for s in sens.get("ranking", [])[:25]],
+                            ["layer", "output error", "ΔmAP50-95 if excluded (points)"]))
+        if sens.get("budget"):
+            parts.append(_table([[e(s["node"]), _fmt(100 * s["map50_95_before"], 4), _fmt(100 * s["map50_95_after"], 4),
+                                  "kept" if s["kept"] else "reverted"] for s in sens["budget"].get("steps", [])],
+                                ["excluded layer", "mAP50-95 before", "after", "decision"]))
+    outputs = report.get("outputs", {})
+    if outputs:
+        parts.append("<h2>Output SQNR (INT8 vs FP32)</h2>")
+        parts.append(_table([[e(k), _fmt(v.get("sqnr_db"))] for k, v in outputs.items()], ["output", "SQNR dB"]))
+    for name, title in (("ranges.png", "Ranges"), ("sqnr.png", "SQNR per tensor"),
+                        ("histograms.png", f"Histograms of the {worst} worst tensors")):
+        if name in pngs:
+            b64 = base64.b64encode(pngs[name]).decode()
+            parts.append(f"<h2>{title}</h2><img alt='{name}' src='data:image/png;base64,{b64}'>")
+    entries = report.get("tensors", [])
+    if entries:
+        parts.append(f"<h2>Quantized tensors ({len(entries)}), worst first</h2>")
+        parts.append("<p>" + "; ".join(f"<b>{e(k)}</b>: {e(v)}" for k, v in FLAGS.items()) + "</p>")
+        rows, cls = [], []
+        for i, r in enumerate(entries):
+            rows.append([e(r["tensor"]), _fmt(r["min"]), _fmt(r["max"]), _fmt(r["amax"]),
+                         _fmt(r["percentiles_abs"]["p99.99"]), _fmt(r["saturation_pct"], 3), _fmt(r["sqnr_db"], 3),
+                         _fmt(r["local_sqnr_db"], 3), "<span class='flag'>" + e(", ".join(r["flags"])) + "</span>"])
+            cls.append("worst" if i < worst else "")
+        parts.append(_table(rows, ["tensor", "min", "max", "amax", "p99.99 |x|", "saturation %", "SQNR dB",
+                                   "local SQNR dB", "flags"], cls))
+    for note in report.get("notes", []):
+        parts.append(f"<p><i>{e(note)}</i></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

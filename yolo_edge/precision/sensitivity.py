@@ -1,0 +1,232 @@
+"""Per-layer INT8 sensitivity and mixed precision under an accuracy budget.
+
+**Ranking** (cheap, :func:`layer_sensitivity`): one ONNX Runtime session runs a "switchable" copy
+of the Q/DQ graph in which every quantized layer's inputs go through
+``Where(flag, DequantizeLinear output, FP32 tensor)``, with one boolean graph input per layer.
+For each layer the graph runs with *only that layer quantized* (all other flags off) on a few
+calibration images, and the layer's score is the error of the detector outputs against FP32
+(:func:`output_error`). Quantizing one layer at a time isolates each layer's own damage; the
+errors of several layers roughly add up, so the ranking is also the order in which excluding
+layers from the full INT8 model helps most. (The other choice, excluding one layer from the full
+INT8 model, measures the same thing with every other layer's noise on top.)
+
+**Budget** (:func:`exclude_until_within_budget`): starting from the full INT8 model, exclude the
+worst-ranked layer, re-quantize (same calibration ranges: no recalibration), re-measure mAP on the
+validation split; keep the exclusion when it helps, revert it when it does not, and stop once
+the INT8 mAP50-95 is within ``max_drop`` points of FP32 or after ``max_steps`` evaluations. Every
+step is recorded with its mAP, so the report says which layers stayed in higher precision and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..deps import progress, require
+
+FLAG_PREFIX = "qflag::"
+
+
+def output_error(ref: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
+    """Detector output error of ``test`` against ``ref``, both ``(boxes (B, A, 4), scores (B, A, C))``.
+
+    ``score NMSE + box error``: the score part is ``||s - s_ref||^2 / ||s_ref||^2`` (dominated by
+    confident anchors); the box part is the squared box-corner error relative to the box's width and
+    height, averaged over anchors weighted by their FP32 confidence. Both are dimensionless; 0 is exact.
+    """
+    rb, rs = (np.asarray(a, np.float64) for a in ref)
+    tb, ts = (np.asarray(a, np.float64) for a in test)
+    score = float(((ts - rs) ** 2).sum() / max((rs ** 2).sum(), 1e-12))
+    w = rs.max(axis=-1)  # (B, A)
+    wh = np.clip(rb[..., 2:] - rb[..., :2], 1.0, None)
+    rel = (((tb - rb) / np.concatenate([wh, wh], axis=-1)) ** 2).sum(axis=-1)
+    box = float((w * rel).sum() / max(w.sum(), 1e-12))
+    return score + box
+
+
+def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None):
+    """A copy of ``qdq_model`` where each quantized layer (of ``layers``; default all) reads
+    ``Where(<flag>, quantized input, FP32 input)`` for its activation and weight inputs, with one
+    boolean scalar input ``qflag::<node>`` per layer, plus ``qflag::__shared__`` for the other
+    consumers of quantized tensors (residual Adds, Concats). All flags on = the Q/DQ model, all off =
+    FP32. Returns ``(model, {node: flag input name})``."""
+    onnx = require("onnx")
+    from onnx import TensorProto, helper
+
+    from .graph import copy_model
+    from .int8 import qdq_layers
+
+    m = copy_model(qdq_model)
+    g = m.graph
+    fp_inits = {t.name: t for t in fp32_model.graph.initializer}
+    have = {t.name for t in g.initializer}
+    info = qdq_layers(m)
+    prod = {o: n for n in g.node for o in n.output}
+    wanted = set(info if layers is None else layers)
+    flags: dict[str, str] = {}
+    shared = f"{FLAG_PREFIX}__shared__"
+    new_nodes: dict[str, list] = {}
+    for n in list(g.node):
+        if n.name not in info:
+            continue
+        layer = info[n.name]
+        own = n.name in wanted and n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")
+        flag = f"{FLAG_PREFIX}{n.name}" if own else shared
+        for idx, t in enumerate(list(n.input)):
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = prod.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                src = q.input[0]
+            elif layer.weight and layer.weight in fp_inits:
+                src = layer.weight
+                if src not in have:
+                    g.initializer.append(fp_inits[src])
+                    have.add(src)
+            else:
+                continue
+            out = f"{t}::{n.name}::sel{idx}"
+            new_nodes.setdefault(n.name, []).append(
+                helper.make_node("Where", [flag, t, src], [out], name=f"sel::{n.name}::{idx}"))
+            n.input[idx] = out
+        flags.setdefault(n.name if own else "__shared__", flag)
+    # insert the Where nodes right before their consumers: keep the graph topologically sorted
+    order = []
+    for n in g.node:
+        order.extend(new_nodes.get(n.name, []))
+        order.append(n)
+    del g.node[:]
+    g.node.extend(order)
+    for f in dict.fromkeys(flags.values()):
+        g.input.append(helper.make_tensor_value_info(f, TensorProto.BOOL, []))
+    onnx.checker.check_model(m)
+    return m, flags
+
+
+@dataclass
+class LayerSensitivity:
+    """Output error with only ``node`` quantized (larger = more harmful)."""
+
+    node: str
+    error: float
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "output_error": self.error}
+
+
+def layer_sensitivity(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers: Iterable[str] | None = None,
+                      show_progress: bool = True) -> tuple[list[LayerSensitivity], float]:
+    """Rank quantized layers by the output error each causes alone (see the module doc).
+
+    Returns ``(ranking worst first, error of the full INT8 model)``."""
+    from .calibration import ort_session
+
+    sw, flags = switchable_model(fp32_model, qdq_model, layers)
+    sess = ort_session(sw)
+    names = [o.name for o in sess.get_outputs()]
+    in_name = [i.name for i in sess.get_inputs() if not i.name.startswith(FLAG_PREFIX)][0]
+    all_flags = list(dict.fromkeys(flags.values()))
+
+    def run(on: set[str]):
+        feeds = {f: np.array(f in on) for f in all_flags}
+        return [sess.run(names, {in_name: x, **feeds}) for x in batches]
+
+    ref = run(set())
+    full = run(set(all_flags))
+
+    def err(outs):
+        b = np.concatenate([o[names.index("boxes")] for o in outs]), np.concatenate([o[names.index("scores")] for o in outs])
+        r = np.concatenate([o[names.index("boxes")] for o in ref]), np.concatenate([o[names.index("scores")] for o in ref])
+        return output_error(r, b)
+
+    nodes = [k for k in flags if k != "__shared__"]
+    out = []
+    for node in progress(nodes, desc="sensitivity", unit="layer", disable=not show_progress):
+        out.append(LayerSensitivity(node, err(run({flags[node]}))))
+    out.sort(key=lambda s: -s.error)
+    return out, err(full)
+
+
+@dataclass
+class ExclusionStep:
+    node: str
+    map_before: float
+    map_after: float
+    kept: bool
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "map50_95_before": self.map_before, "map50_95_after": self.map_after,
+                "kept": self.kept}
+
+
+@dataclass
+class ExclusionResult:
+    """Outcome of :func:`exclude_until_within_budget`.
+
+    Attributes:
+        excluded: layers left in higher precision, in the order they were excluded.
+        final_map: mAP50-95 (0..1) of the INT8 model with those exclusions.
+        within_budget: whether FP32 - final_map <= max_drop.
+        steps: every evaluation made, kept or reverted.
+        model: the final Q/DQ model.
+        reason: why the loop stopped.
+    """
+
+    excluded: list[str]
+    final_map: float
+    within_budget: bool
+    steps: list[ExclusionStep] = field(default_factory=list)
+    model: object = None
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"excluded": list(self.excluded), "final_map50_95": self.final_map,
+                "within_budget": self.within_budget, "reason": self.reason,
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+def exclude_until_within_budget(ranking: Sequence[str], quantize: Callable[[list[str]], object],
+                                evaluate: Callable[[object], float], fp32_map: float, int8_map: float,
+                                max_drop: float, *, max_steps: int = 6, min_gain: float = 0.0,
+                                model=None, log: Callable[[str], None] | None = None) -> ExclusionResult:
+    """Greedy mixed precision: exclude layers in ``ranking`` order until within budget.
+
+    Args:
+        ranking: candidate node names, most harmful first.
+        quantize: ``excluded nodes -> Q/DQ model`` (reusing calibration ranges).
+        evaluate: ``model -> mAP50-95`` in 0..1 on the validation split.
+        fp32_map, int8_map: mAP50-95 of FP32 and of the INT8 model without extra exclusions.
+        max_drop: budget in mAP points (0..100 scale, e.g. 1.0).
+        max_steps: evaluations allowed.
+        min_gain: an exclusion is kept only when it raises mAP by more than this (0..1 scale).
+    """
+    say = log or (lambda s: None)
+    excluded: list[str] = []
+    current, best_model = int8_map, model
+    steps: list[ExclusionStep] = []
+
+    def within(v: float) -> bool:
+        return (fp32_map - v) * 100.0 <= max_drop + 1e-9
+
+    if within(current):
+        return ExclusionResult([], current, True, steps, best_model, "within budget without exclusions")
+    reason = f"ranking exhausted ({len(ranking)} candidates)"
+    for node in ranking:
+        if len(steps) >= max_steps:
+            reason = f"stopped after {max_steps} evaluations (--max-exclusions)"
+            break
+        trial = [*excluded, node]
+        m = quantize(trial)
+        v = float(evaluate(m))
+        keep = v > current + min_gain
+        steps.append(ExclusionStep(node, current, v, keep))
+        say(f"  exclude {node}: mAP50-95 {current * 100:.2f} -> {v * 100:.2f} ({'kept' if keep else 'reverted'})")
+        if keep:
+            excluded, current, best_model = trial, v, m
+            if within(current):
+                reason = "within budget"
+                break
+    return ExclusionResult(excluded, current, within(current), steps, best_model, reason)
