@@ -77,3 +77,20 @@ def photos() -> dict[str, np.ndarray]:
     pytest.importorskip("skimage")
     pytest.importorskip("matplotlib")
     return {k: _photo(v) for k, v in PHOTOS.items()}
+
+
+def _fit_batchnorm(model, x) -> None:
+    """Set every BatchNorm's running statistics to those of the batch ``x`` (one train-mode pass).
+
+    A freshly initialised YOLO scores every anchor alike (NMS ties everywhere); statistics measured
+    on real images make its activations image-dependent. Leaves the model in eval mode."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: after one batch, exactly that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()

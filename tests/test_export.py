@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _fit_batchnorm
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -109,15 +110,8 @@ def make_checkpoint(path, photos, var_scale: float, head_std: tuple[float, float
 
     torch.manual_seed(0)
     model = YOLO.from_scale("n", nc=NC)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
     x = torch.from_numpy(letterbox_batch(list(photos.values()), 192)[0])
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
+    _fit_batchnorm(model, x)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

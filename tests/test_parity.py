@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import _fit_batchnorm
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -54,16 +55,11 @@ def models(tmp_path_factory):
     model = YOLO(ModelConfig(scale="n", nc=len(SYNTHETIC_NAMES), names=list(SYNTHETIC_NAMES)))
     calib = load_dataset("synthetic:calib")
     x, _ = letterbox_batch([calib[i].image for i in range(32)], 64)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 1.0
-    model.train()
+    _fit_batchnorm(model, torch.from_numpy(x))
     with torch.no_grad():
-        model(torch.from_numpy(x))
         for level in model.head.cls:
             level[-1].weight.mul_(0.1)
             level[-1].bias.fill_(0.0)
-    model.eval()
     ckpt = d / "tiny.pt"
     save_checkpoint(ckpt, model, imgsz=[64, 64])
     raw = export_onnx(ckpt, d / "tiny.onnx", imgsz=64, nms=NmsSpec("none"), simplify=False, verbose=False)

@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import _fit_batchnorm
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -49,15 +50,8 @@ def checkpoint(tmp_path_factory, photos):
 
     torch.manual_seed(0)
     model = YOLO.from_scale("n", nc=len(SYNTHETIC_NAMES), names=list(SYNTHETIC_NAMES))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
     x = torch.from_numpy(letterbox_batch(list(photos.values()), IMGSZ)[0])
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
+    _fit_batchnorm(model, x)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

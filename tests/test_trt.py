@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _fit_batchnorm
 
 onnx = pytest.importorskip("onnx")
 
@@ -770,16 +771,11 @@ def exported(tmp_path_factory):
     # anchors differ (a freshly initialised model scores every anchor alike: NMS ties everywhere)
     calib = load_dataset("synthetic:calib")
     x, _ = letterbox_batch([calib[i].image for i in range(32)], 128)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 1.0
-    model.train()
+    _fit_batchnorm(model, torch.from_numpy(x))
     with torch.no_grad():
-        model(torch.from_numpy(x))
         for level in model.head.cls:
             level[-1].weight.mul_(0.1)
             level[-1].bias.fill_(0.0)
-    model.eval()
     ckpt = d / "tiny.pt"
     save_checkpoint(ckpt, model, imgsz=[128, 128])
     fp32 = export_onnx(ckpt, d / "model.onnx", imgsz=128, nms=NmsSpec("none"), verbose=False)
