@@ -43,17 +43,25 @@ class Detector:
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxMeta]]:
         return letterbox_batch(images, self.spec.letterbox)
 
-    def infer(self, batch: np.ndarray) -> list[Detections]:
-        """Letterboxed batch ``(B, 3, H, W)`` → Detections in input pixels, one per image."""
+    def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Runner outputs for a letterboxed batch ``(B, 3, H, W)``. A static-batch model gets the
+        batch padded with zeros: rows past ``B`` are padding."""
         if not self.runner.is_active:
             self.runner.activate()
-        n = batch.shape[0]
         fixed = self.runner.fixed_batch
-        if fixed and n != fixed:  # static-batch model: pad the last chunk
-            pad = np.zeros((fixed - n, *batch.shape[1:]), batch.dtype)
-            return self.infer(np.concatenate([batch, pad]))[:n]
-        out = self.runner.infer({self.runner.inputs[0].name: batch})
-        return self.postprocess(out)
+        if fixed and batch.shape[0] < fixed:
+            pad = np.zeros((fixed - batch.shape[0], *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, pad])
+        elif fixed and batch.shape[0] > fixed:
+            raise ValueError(f"batch of {batch.shape[0]} for a model exported with static batch {fixed}")
+        return self.runner.infer({self.runner.inputs[0].name: batch})
+
+    def infer(self, batch: np.ndarray) -> list[Detections]:
+        """Letterboxed batch ``(B, 3, H, W)`` → Detections in input pixels, one per image."""
+        fixed = self.runner.fixed_batch
+        if fixed and batch.shape[0] > fixed:  # static-batch model: run in chunks
+            return [d for i in range(0, batch.shape[0], fixed) for d in self.infer(batch[i:i + fixed])]
+        return self.postprocess(self.forward(batch))[:batch.shape[0]]
 
     def postprocess(self, out: dict[str, np.ndarray]) -> list[Detections]:
         if self.layout == "nms":

@@ -1,0 +1,90 @@
+"""``yolo-edge run SOURCE``: detect on a video file, image folder, USB/CSI camera or network stream."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def cmd_run(args) -> int:
+    from ..cli import open_detector
+    from ..errors import YoloEdgeError
+    from ..util import atomic_write
+    from .pipeline import StreamConfig, run_stream
+    from .sinks import make_sinks
+    from .sources import open_source
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise YoloEdgeError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.duration is not None and args.duration <= 0:
+        raise YoloEdgeError(f"--duration must be > 0, got {args.duration}")
+    if args.queue < 1:
+        raise YoloEdgeError(f"--queue must be >= 1, got {args.queue}")
+
+    def on_event(kind: str, msg: str) -> None:
+        print(f"yolo-edge run: {msg}", file=sys.stderr)
+
+    source = open_source(args.source, realtime=args.realtime, gstreamer=args.gstreamer, width=args.width,
+                         height=args.height, fps=args.fps, open_timeout_s=args.open_timeout,
+                         read_timeout_s=args.open_timeout, reconnect_timeout_s=args.reconnect_timeout,
+                         on_event=on_event)
+    show = args.show and not args.no_window
+    sinks = make_sinks(jsonl=args.jsonl, video=args.video, show=show, stream_out=args.rtsp_out)
+    if not sinks:
+        print("yolo-edge run: no output chosen (--jsonl, --video, --show, --rtsp-out); printing the summary only",
+              file=sys.stderr)
+    imgsz = tuple(args.imgsz) if args.imgsz else None
+    det = open_detector(args.model, args.backend, args.device, imgsz, args)
+    latest = True if args.latest else (False if args.every_frame else None)
+    cfg = StreamConfig(latest=latest, queue_size=args.queue, max_frames=args.max_frames,
+                       duration_s=args.duration, overlay=not args.no_overlay)
+    with det:
+        summary = run_stream(source, det, sinks, cfg)
+    print(summary.table())
+    if args.summary:
+        with atomic_write(args.summary, "w") as f:
+            json.dump(summary.to_dict(), f, indent=1)
+    outs = [str(p) for p in (args.jsonl, args.video, args.summary) if p]
+    if outs:
+        print("wrote " + ", ".join(outs))
+    return 0
+
+
+def build_run(p) -> None:
+    from ..cli import _model_arg, _nms_args
+
+    p.add_argument("source", help="video file | image folder | camera index or /dev/videoN | rtsp://… | "
+                                  "http(s)://… (MJPEG) | tcp:// or udp:// | csi://N[?width=&height=&fps=&flip=] | "
+                                  "a GStreamer pipeline ending in appsink")
+    _model_arg(p)
+    _nms_args(p)
+    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input size (PyTorch models only)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--jsonl", help="JSON Lines: one record per frame (index, timestamp, boxes in source pixels)")
+    out.add_argument("--video", help="annotated video file (.mp4, .avi, .mkv), finalized on exit")
+    out.add_argument("--show", action="store_true", help="show an on-screen window (q / Esc stops)")
+    out.add_argument("--no-window", action="store_true", help="never open a window (for services)")
+    out.add_argument("--rtsp-out", metavar="URL", help="re-stream annotated video via ffmpeg: rtsp://server/path "
+                                                        "(needs an RTSP server), udp://host:port or tcp://… (MPEG-TS)")
+    out.add_argument("--summary", metavar="JSON", help="write the end-of-run summary (FPS, per-stage ms) as JSON")
+    out.add_argument("--no-overlay", action="store_true", help="no FPS/latency text on annotated frames")
+    run = p.add_argument_group("pipeline")
+    pol = run.add_mutually_exclusive_group()
+    pol.add_argument("--latest", action="store_true", help="drop stale frames (default for cameras and streams)")
+    pol.add_argument("--every-frame", action="store_true", help="process every frame (default for files)")
+    run.add_argument("--realtime", action="store_true", help="read a video file at its own fps, like a camera")
+    run.add_argument("--queue", type=int, default=4, help="queue length between stages (every-frame mode)")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after N processed frames")
+    run.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    cam = p.add_argument_group("source")
+    cam.add_argument("--width", type=int, help="camera capture width")
+    cam.add_argument("--height", type=int, help="camera capture height")
+    cam.add_argument("--fps", type=float, help="camera capture frame rate")
+    cam.add_argument("--gstreamer", choices=["auto", "on", "off"], default="auto",
+                     help="USB/RTSP through GStreamer (hardware decode on Jetson); auto: on Jetson when available")
+    cam.add_argument("--open-timeout", type=float, default=10.0, help="seconds a source may take to open")
+    cam.add_argument("--reconnect-timeout", type=float, default=None,
+                     help="give up a dropped network stream after S seconds (default: keep trying)")
+
+
+COMMANDS = [("run", cmd_run, "detect on a video, image folder, camera or network stream (pipelined)", build_run)]
