@@ -511,3 +511,12 @@ def test_sigterm_finalizes_outputs(tmp_path, scenes):
     assert 3 <= len(records) < 300 and [r["frame"] for r in records] == list(range(len(records)))
     assert video.exists() and not (tmp_path / "a.partial.mp4").exists()
     assert len(read_video(video)) == len(records)
+
+
+def test_jsonl_append_keeps_earlier_records(tmp_path):
+    """A restarted service appends (--append); without it a new run starts a fresh file."""
+    path = tmp_path / "d.jsonl"
+    for append, expected in ((False, 3), (True, 6), (False, 3)):
+        run_stream(FrameList([pattern_frame(i) for i in range(3)]), FakeDetector(), [JsonlSink(path, append=append)],
+                   StreamConfig(progress=False))
+        assert [r["frame"] for r in read_jsonl(path)] == [0, 1, 2] * (expected // 3)

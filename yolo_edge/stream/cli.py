@@ -29,7 +29,8 @@ def cmd_run(args) -> int:
                          read_timeout_s=args.open_timeout, reconnect_timeout_s=args.reconnect_timeout,
                          on_event=on_event)
     show = args.show and not args.no_window
-    sinks = make_sinks(jsonl=args.jsonl, video=args.video, show=show, stream_out=args.rtsp_out)
+    sinks = make_sinks(jsonl=args.jsonl, video=args.video, show=show, stream_out=args.rtsp_out,
+                       append=args.append)
     if not sinks:
         print("yolo-edge run: no output chosen (--jsonl, --video, --show, --rtsp-out); printing the summary only",
               file=sys.stderr)
@@ -61,6 +62,7 @@ def build_run(p) -> None:
     p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input size (PyTorch models only)")
     out = p.add_argument_group("outputs")
     out.add_argument("--jsonl", help="JSON Lines: one record per frame (index, timestamp, boxes in source pixels)")
+    out.add_argument("--append", action="store_true", help="append to an existing --jsonl file (services)")
     out.add_argument("--video", help="annotated video file (.mp4, .avi, .mkv), finalized on exit")
     out.add_argument("--show", action="store_true", help="show an on-screen window (q / Esc stops)")
     out.add_argument("--no-window", action="store_true", help="never open a window (for services)")

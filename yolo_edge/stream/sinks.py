@@ -81,11 +81,13 @@ def frame_record(result: FrameResult, names: Sequence[str] = ()) -> dict:
 
 
 class JsonlSink(Sink):
-    """One JSON record per processed frame (see :func:`frame_record`), flushed per line."""
+    """One JSON record per processed frame (see :func:`frame_record`), flushed per line.
+    ``append=True`` keeps earlier records (a service that restarts must not lose them)."""
 
-    def __init__(self, path, fsync_every: int = 0):
+    def __init__(self, path, fsync_every: int = 0, append: bool = False):
         self.path = Path(path)
         self.fsync_every = fsync_every
+        self.append = append
         self._fh = None
         self._names: tuple[str, ...] = ()
         self.count = 0
@@ -93,7 +95,7 @@ class JsonlSink(Sink):
     def open(self, info: StreamInfo) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._names = info.names
-        self._fh = open(self.path, "w", encoding="utf-8", buffering=1)
+        self._fh = open(self.path, "a" if self.append else "w", encoding="utf-8", buffering=1)
 
     def write(self, result: FrameResult) -> None:
         self._fh.write(json.dumps(frame_record(result, self._names), separators=(",", ":")) + "\n")
@@ -277,11 +279,12 @@ class FfmpegSink(Sink):
             self._proc = None
 
 
-def make_sinks(jsonl=None, video=None, show: bool = False, stream_out=None, fps: float | None = None) -> list[Sink]:
+def make_sinks(jsonl=None, video=None, show: bool = False, stream_out=None, fps: float | None = None,
+               append: bool = False) -> list[Sink]:
     """The sinks the CLI flags ask for."""
     sinks: list[Sink] = []
     if jsonl:
-        sinks.append(JsonlSink(jsonl))
+        sinks.append(JsonlSink(jsonl, append=append))
     if video:
         sinks.append(VideoSink(video, fps=fps))
     if stream_out:
