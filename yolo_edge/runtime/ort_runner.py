@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -40,8 +41,17 @@ def _spec_of(sess, path) -> ModelSpec:
 class OrtRunner(Runner):
     name = "onnxruntime"
 
-    def __init__(self, model_path, providers: str | Sequence[str] = "cpu", threads: int | None = None):
+    def __init__(self, model_path, providers: str | Sequence[str] = "cpu", threads: int | None = None,
+                 spin: bool | None = None):
+        """Args:
+            providers: ``cpu`` | ``cuda`` | ``tensorrt`` or a list of execution provider names.
+            threads: intra-op threads (default: ONNX Runtime's, one per core).
+            spin: let idle worker threads busy-wait (ONNX Runtime's default). ``None`` follows
+                ``OMP_WAIT_POLICY``: ``PASSIVE`` turns spinning off, which matters when other
+                threads share the cores (the stream pipeline's capture and render, other processes).
+        """
         self.ort = require("onnxruntime")
+        self.spin = spin if spin is not None else os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
         self.path = Path(model_path)
         if not self.path.exists():
             raise YoloEdgeError(f"model not found: {self.path}")
@@ -67,6 +77,8 @@ class OrtRunner(Runner):
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        if not self.spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return self.ort.InferenceSession(str(self.path), opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own exception types
