@@ -25,30 +25,25 @@ class _Default:
 DEFAULT = _Default()
 
 
-def _images(v: str):
-    """``--val-images``: N >= 0, or ``all``."""
-    if v.lower() in ("all", "none"):
-        return None
-    try:
-        n = int(v)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of images >= 0 or 'all', got {v!r}")
-    return n
+def _non_negative_or(cast, words: tuple[str, ...], what: str):
+    """An argparse type: a number >= 0 (``cast``), or one of ``words`` meaning ``None``."""
+
+    def parse(v: str):
+        if v.lower() in words:
+            return None
+        try:
+            x = cast(v)
+        except ValueError:
+            x = -1
+        if x < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} >= 0 or '{words[0]}', got {v!r}")
+        return x
+
+    return parse
 
 
-def _budget(v: str):
-    """``--max-map-drop``: points >= 0, or ``none``."""
-    if v.lower() in ("none", "off"):
-        return None
-    try:
-        x = float(v)
-    except ValueError:
-        x = -1.0
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"expected mAP points >= 0 or 'none', got {v!r}")
-    return x
+_images = _non_negative_or(int, ("all", "none"), "a number of images")  # --val-images
+_budget = _non_negative_or(float, ("none", "off"), "mAP points")  # --max-map-drop
 
 
 def command_line(args) -> str:
