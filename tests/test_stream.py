@@ -520,3 +520,37 @@ def test_jsonl_append_keeps_earlier_records(tmp_path):
         run_stream(FrameList([pattern_frame(i) for i in range(3)]), FakeDetector(), [JsonlSink(path, append=append)],
                    StreamConfig(progress=False))
         assert [r["frame"] for r in read_jsonl(path)] == [0, 1, 2] * (expected // 3)
+
+
+@pytest.mark.parametrize("url, transport, expected", [
+    ("rtsp://10.0.0.2/live", "tcp", "rtsp_transport;tcp"),
+    ("rtsp://10.0.0.2/live", "udp", "rtsp_transport;udp"),
+    ("rtsp://10.0.0.2/live", "auto", None),
+    ("http://10.0.0.2/mjpg", "tcp", None),
+])
+def test_rtsp_transport_reaches_opencv_ffmpeg_options(monkeypatch, url, transport, expected):
+    """OpenCV's FFmpeg backend reads OPENCV_FFMPEG_CAPTURE_OPTIONS when a capture opens: it must
+    hold the transport then, and be restored afterwards."""
+    seen = []
+
+    class FakeCapture:
+        def __init__(self, *a):
+            seen.append(os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS"))
+
+        def isOpened(self):  # noqa: N802
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    src = open_source(url, rtsp_transport=transport, open_timeout_s=0.0)
+    with pytest.raises(YoloEdgeError, match="cannot open stream"):
+        src.open()
+    assert seen == [expected] and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;udp|stimeout;5000000")
+    seen.clear()
+    with pytest.raises(YoloEdgeError):
+        open_source(url, rtsp_transport=transport, open_timeout_s=0.0).open()
+    assert seen == ["rtsp_transport;udp|stimeout;5000000"]  # the user's own setting wins

@@ -27,7 +27,7 @@ def cmd_run(args) -> int:
     source = open_source(args.source, realtime=args.realtime, gstreamer=args.gstreamer, width=args.width,
                          height=args.height, fps=args.fps, open_timeout_s=args.open_timeout,
                          read_timeout_s=args.open_timeout, reconnect_timeout_s=args.reconnect_timeout,
-                         on_event=on_event)
+                         on_event=on_event, rtsp_transport=args.rtsp_transport)
     show = args.show and not args.no_window
     sinks = make_sinks(jsonl=args.jsonl, video=args.video, show=show, stream_out=args.rtsp_out,
                        append=args.append)
@@ -84,6 +84,8 @@ def build_run(p) -> None:
     cam.add_argument("--fps", type=float, help="camera capture frame rate")
     cam.add_argument("--gstreamer", choices=["auto", "on", "off"], default="auto",
                      help="USB/RTSP through GStreamer (hardware decode on Jetson); auto: on Jetson when available")
+    cam.add_argument("--rtsp-transport", choices=["tcp", "udp", "auto"], default="tcp",
+                     help="RTSP over TCP (default: no lost packets, no smeared frames), UDP, or FFmpeg's choice")
     cam.add_argument("--open-timeout", type=float, default=10.0, help="seconds a source may take to open")
     cam.add_argument("--reconnect-timeout", type=float, default=None,
                      help="give up a dropped network stream after S seconds (default: keep trying)")

@@ -275,6 +275,9 @@ class CaptureSource(Source):
         reconnect_timeout_s: stop reconnecting after this long without a frame (``None``: never).
         backoff: delays between reconnect attempts.
         on_event: optional callback ``(kind, message)`` for "drop"/"reconnected" notices.
+        ffmpeg_options: FFmpeg demuxer options for the FFMPEG backend, OpenCV's
+            ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` syntax (``"rtsp_transport;tcp"``); a value the user
+            already exported in that variable wins.
     """
 
     live = True
@@ -283,8 +286,9 @@ class CaptureSource(Source):
                  open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
                  reconnect_timeout_s: float | None = None, backoff: Backoff | None = None,
                  width: int | None = None, height: int | None = None, fps: float | None = None,
-                 on_event: Callable[[str, str], None] | None = None):
+                 on_event: Callable[[str, str], None] | None = None, ffmpeg_options: str | None = None):
         super().__init__(name)
+        self.ffmpeg_options = ffmpeg_options
         self.target, self.backend, self.network = target, backend, network
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.reconnect_timeout_s = reconnect_timeout_s
@@ -295,7 +299,16 @@ class CaptureSource(Source):
 
     def _try_open(self) -> cv2.VideoCapture | None:
         params = _capture_params(self.open_timeout_s, self.read_timeout_s) if self.network else []
-        cap = cv2.VideoCapture(self.target, self.backend, params) if params else cv2.VideoCapture(self.target, self.backend)
+        key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+        set_env = bool(self.ffmpeg_options) and self.backend == cv2.CAP_FFMPEG and key not in os.environ
+        if set_env:  # OpenCV reads it when the capture opens
+            os.environ[key] = self.ffmpeg_options
+        try:
+            cap = (cv2.VideoCapture(self.target, self.backend, params) if params
+                   else cv2.VideoCapture(self.target, self.backend))
+        finally:
+            if set_env:
+                os.environ.pop(key, None)
         if not cap.isOpened():
             cap.release()
             return None
@@ -390,7 +403,7 @@ def _is_device(spec: str) -> bool:
 def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width: int | None = None,
                 height: int | None = None, fps: float | None = None, open_timeout_s: float = 10.0,
                 read_timeout_s: float = 10.0, reconnect_timeout_s: float | None = None,
-                backoff: Backoff | None = None, on_event=None) -> Source:
+                backoff: Backoff | None = None, on_event=None, rtsp_transport: str = "tcp") -> Source:
     """Make the :class:`Source` for what the user typed (the source is not opened yet).
 
     Args:
@@ -404,9 +417,13 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
         open_timeout_s: fail if the source does not open within this time.
         read_timeout_s: a network read blocked this long counts as a drop.
         reconnect_timeout_s: give up a dropped network stream after this long (``None``: retry forever).
+        rtsp_transport: ``tcp`` (default: no lost packets, so no smeared frames on busy networks),
+            ``udp`` (lowest latency) or ``auto`` (FFmpeg's choice: UDP first) for ``rtsp://`` via FFmpeg.
     """
     if gstreamer not in ("auto", "on", "off"):
         raise YoloEdgeError(f"gstreamer must be auto, on or off, got {gstreamer!r}")
+    if rtsp_transport not in ("tcp", "udp", "auto"):
+        raise YoloEdgeError(f"rtsp_transport must be tcp, udp or auto, got {rtsp_transport!r}")
     s = str(spec).strip()
     if not s:
         raise YoloEdgeError("empty source")
@@ -425,7 +442,9 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
         network = s.startswith(NETWORK_SCHEMES)
         return CaptureSource(pipeline, s, cv2.CAP_GSTREAMER, network=network, **common)
     if s.startswith(NETWORK_SCHEMES):
-        return CaptureSource(s, s, cv2.CAP_FFMPEG, network=True, **common)
+        opts_ff = (f"rtsp_transport;{rtsp_transport}" if s.startswith(("rtsp://", "rtsps://"))
+                   and rtsp_transport != "auto" else None)
+        return CaptureSource(s, s, cv2.CAP_FFMPEG, network=True, ffmpeg_options=opts_ff, **common)
     if _is_device(s):
         target = int(s) if s.isdigit() else s
         backend = cv2.CAP_V4L2 if os.name == "posix" and hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
