@@ -554,3 +554,28 @@ def test_rtsp_transport_reaches_opencv_ffmpeg_options(monkeypatch, url, transpor
     with pytest.raises(YoloEdgeError):
         open_source(url, rtsp_transport=transport, open_timeout_s=0.0).open()
     assert seen == ["rtsp_transport;udp|stimeout;5000000"]  # the user's own setting wins
+
+
+def test_cli_run_power_reports_fps_per_watt(tmp_path, scenes, detector):
+    """--power samples tegrastats (here a fake printing real Orin Nano lines) over the run; the
+    summary's FPS/W is its FPS over the mean input-rail power."""
+    import shlex
+
+    from test_jetson import ORIN_NANO_BUSY, fake_tegrastats
+
+    from yolo_edge.cli import main
+    from yolo_edge.jetson.tegrastats import parse_line
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f"{i}.png"), scenes[i])
+    script = fake_tegrastats(tmp_path, [ORIN_NANO_BUSY])
+    cmd = shlex.join([sys.executable, str(script), "--interval", "50"])
+    out = tmp_path / "s.json"
+    assert main(["run", str(src), "--imgsz", "256", "256", "--power", "--power-interval", "50",
+                 "--tegrastats-cmd", cmd, "--summary", str(out)]) == 0
+    s = json.loads(out.read_text())
+    watts = parse_line(ORIN_NANO_BUSY).total_power_w
+    assert s["power"]["n_samples"] >= 1 and s["power"]["mean_power_w"] == pytest.approx(watts)
+    assert s["power"]["fps_per_watt"] == pytest.approx(s["fps"] / watts)

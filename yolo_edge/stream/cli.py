@@ -39,8 +39,28 @@ def cmd_run(args) -> int:
     latest = True if args.latest else (False if args.every_frame else None)
     cfg = StreamConfig(latest=latest, queue_size=args.queue, max_frames=args.max_frames,
                        duration_s=args.duration, overlay=not args.no_overlay)
-    with det:
-        summary = run_stream(source, det, sinks, cfg)
+    power = None
+    if args.power:  # Jetson: tegrastats over the run gives W and FPS/W
+        import shlex
+
+        from ..jetson.tegrastats import TegrastatsReader
+
+        cmd = shlex.split(args.tegrastats_cmd) if args.tegrastats_cmd else None
+        power = TegrastatsReader(interval_ms=args.power_interval, command=cmd, max_samples=3600).start()
+    try:
+        with det:
+            summary = run_stream(source, det, sinks, cfg)
+    finally:
+        if power is not None:
+            power.wait_for(1, timeout=3 * args.power_interval / 1000)  # a short run still gets a reading
+            power.stop()
+    if power is not None:
+        from ..jetson.power import fps_per_watt
+
+        p = power.summary().to_dict()
+        w = p.get("mean_power_w")
+        p["fps_per_watt"] = fps_per_watt(summary.fps, w) if w else None
+        summary.power = p
     print(summary.table())
     if args.summary:
         with atomic_write(args.summary, "w") as f:
@@ -78,6 +98,11 @@ def build_run(p) -> None:
     run.add_argument("--queue", type=int, default=4, help="queue length between stages (every-frame mode)")
     run.add_argument("--max-frames", type=int, default=None, help="stop after N processed frames")
     run.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    pw = p.add_argument_group("power (Jetson)")
+    pw.add_argument("--power", action="store_true", help="sample tegrastats during the run: mean W and FPS/W in the summary")
+    pw.add_argument("--power-interval", type=int, default=1000, metavar="MS", help="tegrastats interval (default 1000)")
+    pw.add_argument("--tegrastats-cmd", default=None, metavar="CMD", help="tegrastats command (default: tegrastats "
+                    "--interval MS; e.g. 'sudo tegrastats --interval 500')")
     cam = p.add_argument_group("source")
     cam.add_argument("--width", type=int, help="camera capture width")
     cam.add_argument("--height", type=int, help="camera capture height")

@@ -166,6 +166,7 @@ class StreamSummary:
     ideal_fps: float = 0.0
     efficiency: float = 0.0
     stopped_by: str = "end"
+    power: dict | None = None  # Jetson: tegrastats summary over the run + "fps_per_watt"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,6 +182,11 @@ class StreamSummary:
                 lines.append(f"{name:<8} {s['mean_ms']:8.2f} {s['p50_ms']:8.2f} {s['p90_ms']:8.2f} {s['p99_ms']:8.2f}")
         lines.append(f"throughput {self.fps:.2f} FPS; slowest stage {self.bottleneck} -> ideal {self.ideal_fps:.2f} FPS "
                      f"({100 * self.efficiency:.0f} % of it)")
+        if self.power:
+            w, fpw = self.power.get("mean_power_w"), self.power.get("fps_per_watt")
+            lines.append(f"power {'n/a' if w is None else f'{w:.2f} W'} ({self.power.get('power_source') or 'no rails'}, "
+                         f"{self.power.get('n_samples', 0)} tegrastats samples) -> "
+                         f"{'n/a' if fpw is None else f'{fpw:.2f} FPS/W'}")
         return "\n".join(lines)
 
 
