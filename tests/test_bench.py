@@ -417,7 +417,14 @@ def test_bench_quick_end_to_end(quick_run):
     # the same weights give the same accuracy through every pipeline
     assert res.rows[0].map50_95 == pytest.approx(res.rows[1].map50_95, abs=1e-3)
     assert res.rows[0].map50_95 == pytest.approx(res.rows[2].map50_95, abs=1e-3)
-    assert res.goal["ratio"] is not None and {c["row"] for c in res.comparisons} == {"torch fp32", "ort-cpu fp32"}
+    assert {c["row"] for c in res.comparisons} == {"torch fp32", "ort-cpu fp32"}
+    # the goal ratio comes from the interleaved head-to-head of the three CPU pipelines
+    hh = res.head_to_head
+    assert set(hh["times"]) == {"ort-cpu fp32", "torch fp32", "reference fp32"}
+    assert all(t["n"] == hh["rounds"] * hh["images"] for t in hh["times"].values())
+    assert res.goal["source"] == "interleaved head-to-head" and res.goal["rows_ratio"] is not None
+    assert res.goal["ratio"] == pytest.approx(hh["times"]["reference fp32"]["p50_ms"] / hh["times"]["ort-cpu fp32"]["p50_ms"])
+    assert "## Head-to-head, interleaved" in (out / "bench.md").read_text()
     if absent:
         assert [s["backend"] for s in res.skipped] == [absent] and res.skipped[0]["reason"]
     assert len(read_csv(out / "bench.csv")) == 3
@@ -464,3 +471,51 @@ def test_bench_list(capsys):
     assert main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
     assert "ort-cpu" in out and "reference" in out and "tensorrt" in out
+
+
+class DriftingMachine:
+    """A fake clock on a machine that slows down steadily: a call costing ``c`` takes
+    ``c * (1 + drift * elapsed)``. Deterministic, so the interleaving can be tested exactly."""
+
+    def __init__(self, drift: float):
+        self.now, self.drift = 0.0, drift
+
+    def clock(self) -> float:
+        return self.now
+
+    def pipeline(self, cost: float):
+        def run(_img):
+            self.now += cost * (1 + self.drift * self.now)
+        return run
+
+
+def test_interleaved_ratio_survives_drift_that_biases_sequential_rows():
+    from yolo_edge.bench.headtohead import interleaved, ratios
+
+    images = [np.zeros((4, 4, 3), np.uint8)] * 10
+    # true costs: the reference 2x slower than ours; the machine slows ~2.7x over the run
+    m = DriftingMachine(drift=0.0056)
+    res = interleaved({"ours": m.pipeline(1.0), "reference": m.pipeline(2.0)}, images, rounds=6, warmup=0,
+                      clock=m.clock)
+    assert ratios(res, "reference")["ours"] == pytest.approx(2.0, rel=0.08)
+    assert res["ours"]["n"] == res["reference"]["n"] == 60
+    # the same machine measured row after row (ours first, reference later) is off by far more
+    m2 = DriftingMachine(drift=0.0056)
+    seq = {}
+    for name, cost in (("ours", 1.0), ("reference", 2.0)):
+        seq.update(interleaved({name: m2.pipeline(cost)}, images, rounds=6, warmup=0, clock=m2.clock))
+    assert ratios(seq, "reference")["ours"] > 2.0 * 1.3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"pipelines": {}}, "no pipelines"),
+    ({"rounds": 0}, "at least one round"),
+    ({"images": []}, "at least one round"),
+])
+def test_interleaved_rejects_bad_input(kwargs, message):
+    from yolo_edge.bench.headtohead import interleaved
+
+    args = {"pipelines": {"a": lambda im: None}, "images": [np.zeros((2, 2, 3), np.uint8)], "rounds": 1}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        interleaved(**args)

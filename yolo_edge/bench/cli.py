@@ -94,6 +94,7 @@ def config_from_args(args):
         max_map_drop=_UNSET if args.max_map_drop is DEFAULT else args.max_map_drop,
         onnx_dir=args.onnx_dir, work=args.work, out=args.out, out_dir=args.out_dir, quick=args.quick,
         isolate=not args.in_process, pipelined=not args.no_pipelined, roofline=not args.no_roofline,
+        head_to_head=not args.no_head_to_head,
         threads=args.threads, command=command_line(args))
 
 
@@ -149,6 +150,9 @@ def build_bench(p) -> None:
                    help="run every row in this process (faster start; peak memory not comparable)")
     p.add_argument("--no-pipelined", action="store_true", help="skip the pipelined FPS column")
     p.add_argument("--no-roofline", action="store_true", help="skip the matmul probe and the GFLOP/s columns")
+    p.add_argument("--no-head-to-head", action="store_true",
+                   help="skip the interleaved timing of ORT CPU FP32 / PyTorch / reference / Ultralytics "
+                        "(the goal ratio then comes from the separate rows)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of ONNX Runtime and PyTorch")
     p.add_argument("--list", action="store_true", help="list the backends and whether they can run here, then exit")
 

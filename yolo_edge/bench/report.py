@@ -89,9 +89,11 @@ def markdown(result: BenchResult) -> str:
                + (f"; accuracy on {n_val} images of `{cfg.get('val')}`" if n_val else "") + ".")
     goal = result.goal or {}
     if goal.get("ratio") is not None:
+        src = (f" (interleaved head-to-head; the separate rows give {goal['rows_ratio']:.2f}×)"
+               if goal.get("source") and goal.get("rows_ratio") is not None else "")
         out += ["", f"**Goal** (ONNX Runtime CPU FP32 end-to-end ≥ {goal['target']:g}× the reference PyTorch eager "
                     f"pipeline, same model, same CPU): **{goal['ratio']:.2f}×, "
-                    f"{'met' if goal['met'] else 'NOT met'}**."]
+                    f"{'met' if goal['met'] else 'NOT met'}**{src}."]
 
     out += ["", "## Summary", ""]
     head = ["backend", "precision", "file MB", f"e2e p50 ms (b{b1})", "FPS", f"img/s b{big}", "mAP50-95", "mAP50",
@@ -146,6 +148,18 @@ def markdown(result: BenchResult) -> str:
                           [[c["row"], c["baseline"], _n(c["e2e_p50_ms"]), _n(c["baseline_e2e_p50_ms"]),
                             _n(c["speedup_e2e_p50"], ".2f") + "×", _n(c.get(key), ".2f") + "×"]
                            for c in result.comparisons], "llrrrr"))
+    hh = result.head_to_head or {}
+    if hh.get("times"):
+        out += ["", "## Head-to-head, interleaved", "",
+                f"The same single images through each pipeline in one process, {hh['rounds']} rounds × {hh['images']} "
+                "images, the order rotated every round, so a machine whose speed drifts slows all of them alike "
+                "(ratios between the separate rows above inherit that drift).", ""]
+        has_ul = "vs_ultralytics" in hh
+        head = ["pipeline", "e2e p50 ms", "mean ms", "p90 ms", "vs reference"] + (["vs Ultralytics"] if has_ul else [])
+        out.append(_table(head, [[name, _n(t["p50_ms"]), _n(t["mean_ms"]), _n(t["p90_ms"]),
+                                  _n(hh["vs_reference"].get(name), ".2f") + "×"]
+                                 + ([_n(hh["vs_ultralytics"].get(name), ".2f") + "×"] if has_ul else [])
+                                 for name, t in hh["times"].items()], "lrrrr" + ("r" if has_ul else "")))
     failed = [r for r in result.rows if r.status != "ok"]
     if result.skipped or failed:
         out += ["", "## Not measured here", ""]

@@ -105,6 +105,7 @@ class BenchResult:
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"backend", "precision", "reason"}
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     goal: dict[str, Any] = field(default_factory=dict)
+    head_to_head: dict[str, Any] = field(default_factory=dict)  # interleaved timing (headtohead.py)
     roofline: dict[str, Any] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)

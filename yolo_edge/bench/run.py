@@ -71,6 +71,8 @@ class BenchConfig:
         out: results root; the report goes to ``<out>/<device slug>/<YYYY-MM-DD>/`` unless ``out_dir``.
         quick: small settings to check that everything runs (numbers not for publishing).
         isolate: run each row in a fresh process (fair peak memory; the default).
+        head_to_head: time the ONNX Runtime CPU FP32, PyTorch, reference and Ultralytics pipelines
+            interleaved in one process (:mod:`~yolo_edge.bench.headtohead`); the goal ratio comes from it.
         pipelined: measure pipelined FPS through ``yolo_edge.stream.pipeline`` when installed.
         threads: intra-op threads of ONNX Runtime and PyTorch (default: theirs).
         command: the command line recorded in ``command.txt`` (the CLI fills it in).
@@ -97,6 +99,7 @@ class BenchConfig:
     isolate: bool = True
     pipelined: bool = True
     roofline: bool = True
+    head_to_head: bool = True
     threads: int | None = None
     show_progress: bool = True
     command: str = ""
@@ -330,6 +333,12 @@ def run_bench(cfg: BenchConfig | None = None, log: Callable[[str], None] = _log)
                          notes=notes, command=cfg.command, date=started.strftime("%Y-%m-%d %H:%M:%S"),
                          version=__version__)
     result.comparisons, result.goal = comparisons(result, cfg.batch_sizes)
+    if cfg.head_to_head:
+        result.head_to_head = head_to_head(cfg, result, checkpoint, imgsz, names, art, log)
+        hh = result.head_to_head.get("vs_reference", {})
+        if "ort-cpu fp32" in hh:
+            result.goal.update(rows_ratio=result.goal.get("ratio"), ratio=hh["ort-cpu fp32"],
+                               met=hh["ort-cpu fp32"] >= GOAL_RATIO, source="interleaved head-to-head")
     result.notes += method_notes(cfg, art)
     result.seconds = time.perf_counter() - t0
     out_dir = Path(cfg.out_dir) if cfg.out_dir else (
@@ -425,6 +434,41 @@ def comparisons(result: BenchResult, batch_sizes: Sequence[int]) -> tuple[list[d
         goal["ratio"] = hit["speedup_e2e_p50"]
         goal["met"] = hit["speedup_e2e_p50"] >= GOAL_RATIO
     return out, goal
+
+
+H2H_ROWS = (("ort-cpu", "fp32"), ("torch", "fp32"), ("reference", "fp32"), ("ultralytics", "fp32"))
+
+
+def head_to_head(cfg: BenchConfig, result: BenchResult, checkpoint, imgsz, names, art, log) -> dict:
+    """The baselines and our CPU pipelines timed interleaved in this process (drift-robust ratios);
+    empty when the reference row did not run."""
+    from ..data import load_dataset
+    from .headtohead import interleaved, ratios
+    from .worker import _close, open_pipeline
+
+    rows = [(b, p) for b, p in H2H_ROWS if result.row(b, p) is not None]
+    if ("reference", "fp32") not in rows or len(rows) < 2:
+        return {}
+    ds = load_dataset(cfg.val or "synthetic:val")
+    images = [ds[i].image for i in range(min(cfg.timing_images, len(ds)))]
+    rounds = 2 if cfg.quick else 5
+    log(f"head-to-head: {', '.join(f'{b} {p}' for b, p in rows)} interleaved, {rounds} rounds x {len(images)} images")
+    pipes, opened = {}, []
+    try:
+        for b, p in rows:
+            model, _ = _row_models(b, p, checkpoint, art)
+            pipe, _, _ = open_pipeline(_job(cfg, b, p, model, model, checkpoint, imgsz, names,
+                                            art.nms if art is not None else None), model)
+            pipes[f"{b} {p}"] = pipe
+            opened.append(pipe)
+        times = interleaved(pipes, images, rounds=rounds, warmup=2, progress=cfg.show_progress)
+    finally:
+        for pipe in opened:
+            _close(pipe)
+    out = {"rounds": rounds, "images": len(images), "times": times, "vs_reference": ratios(times, "reference fp32")}
+    if "ultralytics fp32" in times:
+        out["vs_ultralytics"] = ratios(times, "ultralytics fp32")
+    return out
 
 
 def method_notes(cfg: BenchConfig, art) -> list[str]:

@@ -100,7 +100,7 @@ class UltralyticsPredictor:
         imgs = [images] if single else list(images)
         results = self.model.predict(imgs, imgsz=list(self.imgsz), conf=self.nms.score_threshold,
                                      iou=self.nms.iou_threshold, max_det=self.nms.max_det, device=self.device,
-                                     verbose=False, half=False)
+                                     verbose=False, rect=False)  # fixed-size input: no rect padding
         out, speed = [], {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         for r in results:
             b = r.boxes
