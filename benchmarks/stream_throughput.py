@@ -24,20 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int]) -> Path:
@@ -64,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
 
+    from yolo_edge.bench.device import cpu_cores, cpu_model
+    from yolo_edge.bench.worker import current_rss_mb
     from yolo_edge.runtime import Detector, load_runner
     from yolo_edge.stream import JsonlSink, Sink, StreamConfig, VideoFileSource, VideoSink, run_stream
 
@@ -97,16 +92,14 @@ def main(argv=None) -> int:
                 class RssSink(Sink):
                     def write(self, result):
                         if result.frame.index % 25 == 0:
-                            rss.append((result.frame.index, rss_mb()))
+                            rss.append((result.frame.index, current_rss_mb()))
 
                 long_video = make_video(tmp / "long.avi", args.rss_frames, tuple(args.size))
                 run_stream(VideoFileSource(long_video), det, [RssSink(), VideoSink(tmp / "long.mp4")],
                            StreamConfig(progress=True, handle_signals=False))
 
     cmd = "python benchmarks/stream_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor() or platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
-    machine = f"{cpu}, {os.cpu_count()} cores, no GPU used"
+    machine = f"{cpu_model()}, {cpu_cores()} cores, no GPU used"
     lines = [f"### Pipelined stream throughput — `{cmd.strip()}`", "",
              f"Model `{Path(args.model).name if args.model else 'bundled yolo11n-synth, ONNX fp32, NMS embedded, 640'}`, "
              f"ONNX Runtime CPU, video {args.size[0]}x{args.size[1]} MJPG, {args.frames} frames, machine: {machine}.",

@@ -148,7 +148,7 @@ def make_batches(images: Sequence[np.ndarray], batch: int, n_batches: int | None
 
 class DetectorStages:
     """A :class:`~yolo_edge.runtime.Detector` split into the three timed stages, doing exactly what
-    ``Detector.__call__`` does (a static-batch model gets larger batches in chunks, like ``Detector.infer``)."""
+    ``Detector.__call__`` does (a static-batch model gets larger batches in chunks: ``Detector.forward``)."""
 
     def __init__(self, detector):
         self.det = detector
@@ -158,10 +158,6 @@ class DetectorStages:
         return self.det.preprocess(images)
 
     def forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        fixed = self.runner.fixed_batch
-        if fixed and x.shape[0] > fixed:
-            parts = [self.det.forward(x[i:i + fixed]) for i in range(0, x.shape[0], fixed)]
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self.det.forward(x)
 
     def postprocess(self, raw, metas):

@@ -44,23 +44,21 @@ class Detector:
         return letterbox_batch(images, self.spec.letterbox)
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Runner outputs for a letterboxed batch ``(B, 3, H, W)``. A static-batch model gets the
-        batch padded with zeros: rows past ``B`` are padding."""
+        """Runner outputs for a letterboxed batch ``(B, 3, H, W)``. A static-batch model runs it in
+        chunks of its batch, the last one padded with zeros: rows past ``B`` are padding."""
         if not self.runner.is_active:
             self.runner.activate()
         fixed = self.runner.fixed_batch
+        if fixed and batch.shape[0] > fixed:
+            parts = [self.forward(batch[i:i + fixed]) for i in range(0, batch.shape[0], fixed)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if fixed and batch.shape[0] < fixed:
             pad = np.zeros((fixed - batch.shape[0], *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, pad])
-        elif fixed and batch.shape[0] > fixed:
-            raise ValueError(f"batch of {batch.shape[0]} for a model exported with static batch {fixed}")
         return self.runner.infer({self.runner.inputs[0].name: batch})
 
     def infer(self, batch: np.ndarray) -> list[Detections]:
         """Letterboxed batch ``(B, 3, H, W)`` → Detections in input pixels, one per image."""
-        fixed = self.runner.fixed_batch
-        if fixed and batch.shape[0] > fixed:  # static-batch model: run in chunks
-            return [d for i in range(0, batch.shape[0], fixed) for d in self.infer(batch[i:i + fixed])]
         return self.postprocess(self.forward(batch))[:batch.shape[0]]
 
     def postprocess(self, out: dict[str, np.ndarray]) -> list[Detections]:

@@ -24,10 +24,10 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..data.base import IMAGE_SUFFIXES, list_images
 from ..errors import ImageError, YoloEdgeError
 from ..letterbox import read_image, to_bgr_uint8
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".ts", ".mts", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "tcp://", "udp://", "srt://")
 
@@ -165,8 +165,7 @@ class ImageFolderSource(Source):
         root = Path(path)
         if not root.is_dir():
             raise YoloEdgeError(f"not a directory: {root}")
-        pattern = root.rglob("*") if recursive else root.glob("*")
-        self.files = sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = list_images(str(root), recursive=recursive)
         if not self.files:
             raise YoloEdgeError(f"no images in {root} (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.length = len(self.files)
