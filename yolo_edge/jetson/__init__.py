@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .power import (CommandResult, JetsonInfo, NotOnJetson, PowerMode, clocks_maxed, current_power_mode,
                     fps_per_watt, is_jetson, jetson_clocks, jetson_info, parse_jetson_clocks_show,
-                    parse_nvpmodel_conf, parse_nvpmodel_query, power_modes, run_command, set_power_mode)
+                    parse_nvpmodel_conf, parse_nvpmodel_query, power_modes, resolve_power_mode, run_command,
+                    set_power_mode)
 from .tegrastats import (PowerRail, TegrastatsParseError, TegrastatsReader, TegrastatsSample, TegrastatsSummary,
                          available, parse_line, summarize)
 
@@ -21,5 +22,5 @@ __all__ = [
     "CommandResult", "JetsonInfo", "NotOnJetson", "PowerMode", "PowerRail", "TegrastatsParseError",
     "TegrastatsReader", "TegrastatsSample", "TegrastatsSummary", "available", "clocks_maxed", "current_power_mode",
     "fps_per_watt", "is_jetson", "jetson_clocks", "jetson_info", "parse_jetson_clocks_show", "parse_line",
-    "parse_nvpmodel_conf", "parse_nvpmodel_query", "power_modes", "run_command", "set_power_mode", "summarize",
+    "parse_nvpmodel_conf", "parse_nvpmodel_query", "power_modes", "resolve_power_mode", "run_command", "set_power_mode", "summarize",
 ]

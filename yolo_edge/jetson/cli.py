@@ -3,7 +3,7 @@
     yolo-edge jetson info                       # model, L4T/JetPack, power mode, clocks
     yolo-edge jetson tegrastats --seconds 30    # mean/max W, GPU load, max temperatures (+ FPS/W with --fps)
     yolo-edge jetson power                      # current mode;  --list: all modes
-    sudo yolo-edge jetson power --mode 0        # switch (nvpmodel -m 0)
+    sudo yolo-edge jetson power --mode max      # switch to the uncapped mode, by name (MAXN / MAXN_SUPER)
     sudo yolo-edge jetson clocks on|off         # jetson_clocks / jetson_clocks --restore
 
 Importing this module needs nothing beyond the standard library.
@@ -84,7 +84,7 @@ def _power(args) -> int:
             print(f"{m.id}: {m.name}{'  (current)' if current and current.id == m.id else ''}")
         return 0
     if args.mode is not None:
-        mode = set_power_mode(args.mode, sudo=args.sudo)
+        mode = set_power_mode(int(args.mode) if args.mode.strip().isdigit() else args.mode, sudo=args.sudo)
         print(f"power mode: {mode}")
         return 0
     mode = current_power_mode()
@@ -122,7 +122,9 @@ def build_jetson(p) -> None:
     s.add_argument("--tegrastats-cmd", dest="tegrastats_cmd", default=None, metavar="CMD",
                    help="run this instead of `tegrastats --interval MS` (e.g. 'sudo tegrastats --interval 500')")
     s = sub.add_parser("power", help="show or set the nvpmodel power mode")
-    s.add_argument("--mode", type=int, default=None, metavar="ID", help="switch to this mode (nvpmodel -m ID; root)")
+    s.add_argument("--mode", default=None, metavar="MODE",
+                   help="switch to this mode: 'max' (the MAXN mode), a name from --list (MAXN_SUPER, 15W) or an id "
+                        "(ids differ between boards: 0 is 15W on an Orin Nano with JetPack 6.2); root")
     s.add_argument("--list", action="store_true", help="list the modes in /etc/nvpmodel.conf")
     s.add_argument("--sudo", action="store_true", help="run nvpmodel through `sudo -n`")
     s = sub.add_parser("clocks", help="jetson_clocks on (pin clocks to max) or off (restore)")

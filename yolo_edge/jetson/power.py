@@ -131,32 +131,75 @@ def current_power_mode(runner: Runner = run_command) -> PowerMode | None:
     return parse_nvpmodel_query(_check(result, ["nvpmodel", "-q"]).output)
 
 
-def set_power_mode(mode_id: int, runner: Runner = run_command, sudo: bool = False,
-                   conf: Path | str | None = NVPMODEL_CONF) -> PowerMode:
-    """Switch to ``nvpmodel`` mode ``mode_id`` and return the mode now in force.
+def resolve_power_mode(spec: int | str, modes: Sequence[PowerMode]) -> PowerMode:
+    """The mode ``spec`` names in ``modes`` (``/etc/nvpmodel.conf``): an id (``2``, ``"2"``), a name
+    (``"MAXN_SUPER"``, ``"15w"``; case-insensitive) or ``"max"``.
 
-    Raises :class:`NotOnJetson` off a Jetson, and :class:`YoloEdgeError` for an id the board does
-    not declare (checked against ``conf`` when it exists), a failed switch, or a mode that needs a
-    reboot (``nvpmodel`` asks; stdin is closed, so it is not rebooted behind your back).
+    Ids differ between boards and releases: on the Orin Nano developer kit with JetPack 6.2, 0 is
+    15W and MAXN_SUPER is 2, while 0 is MAXN on the AGX Orin (NVIDIA Jetson Linux Developer Guide
+    r36.4.3, "Platform Power and Performance", supported modes per module). So a benchmark names
+    the mode. ``"max"`` is the uncapped mode: the one named ``MAXN...`` (``MAXN_SUPER`` before
+    ``MAXN`` when both exist), else the highest ``<N>W`` budget.
     """
-    if isinstance(mode_id, bool) or not isinstance(mode_id, int) or mode_id < 0:
-        raise YoloEdgeError(f"power mode id must be an integer >= 0, got {mode_id!r}")
+    modes = list(modes)
+    if not modes:
+        raise YoloEdgeError("no power modes declared (is /etc/nvpmodel.conf there?)")
+    listing = ", ".join(map(str, modes))
+    if isinstance(spec, bool):
+        raise YoloEdgeError(f"power mode must be an id, a name or 'max', got {spec!r}")
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.isdigit():
+        for m in modes:
+            if m.id == int(text):
+                return m
+        raise YoloEdgeError(f"power mode {text} is not defined on this board; modes: {listing}")
+    key = text.upper()
+    if key == "MAX":
+        maxn = [m for m in modes if m.name.upper().startswith("MAXN")]
+        if maxn:
+            return sorted(maxn, key=lambda m: (m.name.upper() != "MAXN_SUPER", m.id))[0]
+        watts = [(float(w.group(1)), m) for m in modes if (w := re.fullmatch(r"(\d+(?:\.\d+)?)W", m.name.upper()))]
+        if watts:
+            return max(watts, key=lambda t: t[0])[1]
+        raise YoloEdgeError(f"no MAXN mode and no <N>W mode to call 'max' on this board; modes: {listing}")
+    for m in modes:
+        if m.name.upper() == key:
+            return m
+    raise YoloEdgeError(f"no power mode named {text!r} on this board; modes: {listing} (or 'max')")
+
+
+def set_power_mode(mode: int | str, runner: Runner = run_command, sudo: bool = False,
+                   conf: Path | str | None = NVPMODEL_CONF) -> PowerMode:
+    """Switch to ``nvpmodel`` mode ``mode`` (an id, a name from ``conf`` or ``"max"``, see
+    :func:`resolve_power_mode`) and return the mode now in force.
+
+    Raises :class:`NotOnJetson` off a Jetson, and :class:`YoloEdgeError` for a mode the board does
+    not declare (checked against ``conf`` when it exists; names need it), a failed switch, or a
+    mode that needs a reboot (``nvpmodel`` asks; stdin is closed, so it is not rebooted behind
+    your back).
+    """
+    if isinstance(mode, bool) or not isinstance(mode, (int, str)) or (isinstance(mode, int) and mode < 0):
+        raise YoloEdgeError(f"power mode must be an id >= 0, a name or 'max', got {mode!r}")
     modes = power_modes(conf) if conf is not None else None
-    if modes and mode_id not in {m.id for m in modes}:
-        raise YoloEdgeError(f"power mode {mode_id} is not defined on this board; modes: "
-                            + ", ".join(map(str, modes)))
+    if modes:
+        mode_id = resolve_power_mode(mode, modes).id
+    elif isinstance(mode, int) or str(mode).strip().isdigit():
+        mode_id = int(mode)
+    else:
+        raise YoloEdgeError(f"power mode {mode!r} is a name, but {conf} (which maps names to ids) is missing; "
+                            "give the id (nvpmodel -q lists the current one)")
     cmd = _sudo(["nvpmodel", "-m", str(mode_id)], sudo)
     result = runner(cmd, DEFAULT_TIMEOUT_S)
     if re.search(r"reboot", result.output, re.IGNORECASE):
         raise YoloEdgeError(f"power mode {mode_id} takes effect only after a reboot: run `sudo nvpmodel -m {mode_id}`, "
                             "answer YES and let the board restart")
     _check(result, cmd)
-    mode = current_power_mode(runner)
-    if mode is None:  # pragma: no cover - nvpmodel vanished between two calls
+    current = current_power_mode(runner)
+    if current is None:  # pragma: no cover - nvpmodel vanished between two calls
         raise NotOnJetson("nvpmodel not found")
-    if mode.id != mode_id:
-        raise YoloEdgeError(f"asked for power mode {mode_id}, but `nvpmodel -q` reports {mode}")
-    return mode
+    if current.id != mode_id:
+        raise YoloEdgeError(f"asked for power mode {mode_id}, but `nvpmodel -q` reports {current}")
+    return current
 
 
 # --- clocks -----------------------------------------------------------------------------------

@@ -14,7 +14,24 @@ all of these are read:
 * temperatures ``name@43.5C`` (``CPU@``/``GPU@`` upper case up to JetPack 5, ``cpu@``/``gpu@``/``tj@``
   lower case on JetPack 6); a sensor that is off reads ``-256C`` and is left out;
 * power rails ``NAME current/average`` in milliwatts, with an ``mW`` suffix since JetPack 5
-  (``VDD_IN 4368mW/4368mW``) and without before (``POM_5V_IN 1750/1628``, ``VDD_IN 3140/3208``).
+  (``VDD_IN 4368mW/4368mW``) and without before (``POM_5V_IN 1750/1628``, ``VDD_IN 3140/3208``);
+  a third ``/max`` value (``VIN 124486mW/36487mW/124486mW``) and ``@current C/max C`` temperatures
+  are accepted too. They were seen only in a third-party test fixture labelled as a JetPack 7.2
+  (L4T r39) Thor line, not in NVIDIA's documentation nor in the JetPack 7.0/7.1 lines we have, so
+  the parser reads them when present and relies on neither.
+
+Which rail is the module's power (:attr:`TegrastatsSample.power_source`): the board/module input
+when tegrastats prints one - ``VDD_IN`` (Orin Nano/NX, Xavier NX, TX2), ``POM_5V_IN`` (Nano,
+TX1), ``VIN`` (Jetson AGX Thor's carrier-board INA238 input monitor, printed beside its
+sub-rails ``VDD_GPU``, ``VDD_CPU_SOC_MSS`` and ``VIN_SYS_5V0``; rbonghi/jetson_stats pull request
+#900 reads it as the total input power). Adding VIN to its own sub-rails would count the same
+watts twice. Only when no input rail is printed (AGX Xavier, AGX Orin, Thor on JetPack 7.0) is the
+sum of the rails used, a lower bound of the module's draw.
+
+Temperature sensors named ``PMIC`` (Nano, TX1/TX2, Xavier) are not real readings: the Nano and
+TX boards print a fixed ``PMIC@100C``. They stay in :attr:`TegrastatsSample.temperatures` but never
+count as the hottest sensor (rbonghi/jetson_stats ``jtop/core/temperature.py`` skips them too,
+commit f41d5cad).
 
 Anything else (``APE 150``, ``NVENC off``, ``MTS fg 1% bg 9%`` ...) is ignored, so a new field in a
 future release does not break the parser. A line without the ``RAM`` field is not tegrastats
@@ -35,8 +52,10 @@ from typing import Sequence
 
 from ..errors import YoloEdgeError
 
-#: rails that measure the module's whole input, in order of preference
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
+#: rails that measure the module's (or, on Thor, the carrier's) whole input, in order of preference
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
+#: temperature sensors that do not measure anything (a fixed PMIC@100C on Nano/TX boards)
+DUMMY_SENSORS = ("PMIC",)
 _OFF_SENSOR_C = -256.0
 
 _TIMESTAMP = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+")
@@ -48,7 +67,8 @@ _CORE = re.compile(r"^(\d+(?:\.\d+)?)%(?:@(\d+))?$")
 _GR3D = re.compile(r"\bGR3D(?:_FREQ)? (?:(\d+(?:\.\d+)?)%)?(?:@\[?([\d,]+)\]?)?")
 _EMC = re.compile(r"\bEMC(?:_FREQ)? (?:(\d+(?:\.\d+)?)%)?(?:@(\d+))?")
 _TEMP = re.compile(r"(?<![\w.%@])([A-Za-z][A-Za-z0-9_\-]*)@(-?\d+(?:\.\d+)?)C(?![\w])")
-_RAIL = re.compile(r"(?<![\w@/])([A-Za-z][A-Za-z0-9_]*) (\d+(?:\.\d+)?)(?:mW)?/(\d+(?:\.\d+)?)(?:mW)?(?![\w/%])")
+_RAIL = re.compile(r"(?<![\w@/])([A-Za-z][A-Za-z0-9_]*) (\d+(?:\.\d+)?)(?:mW)?/(\d+(?:\.\d+)?)(?:mW)?"
+                   r"(?:/(\d+(?:\.\d+)?)(?:mW)?)?(?![\w/%])")
 _TO_MB = {"": 1 / 2**20, "k": 1 / 1024, "K": 1 / 1024, "M": 1.0, "G": 1024.0}
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "NC"}  # memory fields; NC = "not connected" INA channel
 
@@ -59,10 +79,12 @@ class TegrastatsParseError(YoloEdgeError):
 
 @dataclass(frozen=True)
 class PowerRail:
-    """One INA3221 channel as tegrastats prints it: instantaneous and running-average milliwatts."""
+    """One power-monitor channel as tegrastats prints it: instantaneous and running-average
+    milliwatts, and the maximum when the release prints a third value."""
 
     current_mw: float
     average_mw: float
+    max_mw: float | None = None
 
 
 @dataclass
@@ -88,8 +110,9 @@ class TegrastatsSample:
 
     @property
     def power_source(self) -> str | None:
-        """The rail :attr:`total_power_w` reads: ``VDD_IN``, ``POM_5V_IN``, ``"sum of rails"``
-        (boards whose monitor has no input channel, e.g. AGX Xavier and AGX Orin), or None."""
+        """The rail :attr:`total_power_w` reads: ``VDD_IN``, ``POM_5V_IN``, ``VIN`` (Thor),
+        ``"sum of rails"`` (boards whose monitor has no input channel, e.g. AGX Xavier and AGX
+        Orin), or None."""
         for name in INPUT_RAILS:
             if name in self.rails:
                 return name
@@ -97,15 +120,25 @@ class TegrastatsSample:
 
     @property
     def total_power_w(self) -> float | None:
-        """Module power in watts from the instantaneous readings: the input rail (``VDD_IN``, or
-        ``POM_5V_IN`` on the Nano/TX1) when printed, else the sum of all rails (a lower bound of the
-        module's draw: what the monitor does not see is missing)."""
+        """Module power in watts from the instantaneous readings: the input rail (``VDD_IN``,
+        ``POM_5V_IN`` on the Nano/TX1, ``VIN`` on Thor) when printed - never added to the sub-rails
+        beside it - else the sum of all rails (a lower bound of the module's draw: what the monitor
+        does not see is missing)."""
         src = self.power_source
         if src is None:
             return None
         if src in self.rails:
             return self.rails[src].current_mw / 1000.0
         return sum(r.current_mw for r in self.rails.values()) / 1000.0
+
+    @property
+    def hottest(self) -> tuple[str, float] | None:
+        """``(sensor, degrees C)`` of the hottest real sensor (``PMIC`` dummies left out), or None."""
+        real = {k: v for k, v in self.temperatures.items() if k.upper() not in DUMMY_SENSORS}
+        if not real:
+            return None
+        name = max(real, key=lambda k: real[k])
+        return name, real[name]
 
     @property
     def cpu_load_mean(self) -> float | None:
@@ -172,9 +205,9 @@ def parse_line(line: str) -> TegrastatsSample:
         t = float(value)
         if t > _OFF_SENSOR_C:
             sample.temperatures[name] = t
-    for name, cur, avg in _RAIL.findall(text):
+    for name, cur, avg, peak in _RAIL.findall(text):
         if name.upper() not in _NOT_RAILS:
-            sample.rails[name] = PowerRail(float(cur), float(avg))
+            sample.rails[name] = PowerRail(float(cur), float(avg), float(peak) if peak else None)
     return sample
 
 
@@ -195,6 +228,8 @@ class TegrastatsSummary:
     max_ram_used_mb: float | None
     max_temperatures: dict[str, float]
     bad_lines: int = 0
+    hottest_sensor: str | None = None  # PMIC dummies left out
+    hottest_c: float | None = None
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -214,8 +249,12 @@ class TegrastatsSummary:
                f"GPU load: mean {f(self.mean_gpu_load_pct, '%', pct)}, max {f(self.max_gpu_load_pct, '%', pct)}",
                f"CPU load (mean over cores that are on): {f(self.mean_cpu_load_pct, '%', '{:.1f}')}",
                f"RAM used: max {f(self.max_ram_used_mb, ' MB', '{:.0f}')}"]
+        if self.hottest_sensor is not None:
+            out.append(f"hottest: {self.hottest_sensor} {self.hottest_c:.1f}C")
         if self.max_temperatures:
-            out.append("max temperatures: " + ", ".join(f"{k} {v:.1f}C" for k, v in self.max_temperatures.items()))
+            out.append("max temperatures: " + ", ".join(
+                f"{k} {v:.1f}C" + (" (dummy)" if k.upper() in DUMMY_SENSORS else "")
+                for k, v in self.max_temperatures.items()))
         return out
 
 
@@ -229,6 +268,8 @@ def summarize(samples: Sequence[TegrastatsSample], duration_s: float = 0.0, bad_
         for k, v in s.temperatures.items():
             temps[k] = max(v, temps.get(k, v))
     sources = {s.power_source for s in samples if s.power_source}
+    real = {k: v for k, v in temps.items() if k.upper() not in DUMMY_SENSORS}
+    hottest = max(real, key=lambda k: real[k]) if real else None
     return TegrastatsSummary(
         n_samples=len(samples), duration_s=duration_s,
         mean_power_w=fmean(power) if power else None, max_power_w=max(power) if power else None,
@@ -236,7 +277,8 @@ def summarize(samples: Sequence[TegrastatsSample], duration_s: float = 0.0, bad_
         mean_gpu_load_pct=fmean(gpu) if gpu else None, max_gpu_load_pct=max(gpu) if gpu else None,
         mean_cpu_load_pct=fmean(cpu) if cpu else None,
         max_ram_used_mb=max(s.ram_used_mb for s in samples) if samples else None,
-        max_temperatures=temps, bad_lines=bad_lines)
+        max_temperatures=temps, bad_lines=bad_lines, hottest_sensor=hottest,
+        hottest_c=real[hottest] if hottest is not None else None)
 
 
 class TegrastatsReader:

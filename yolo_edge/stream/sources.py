@@ -182,7 +182,21 @@ class ImageFolderSource(Source):
         return self._next_frame(img)
 
 
-def _capture_params(open_timeout_s: float, read_timeout_s: float) -> list[int]:
+def _opencv_version(text: str | None = None) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", text if text is not None else getattr(cv2, "__version__", "0.0"))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def _capture_params(open_timeout_s: float, read_timeout_s: float, backend: int | None = None,
+                    opencv_version: str | None = None) -> list[int]:
+    """``[CAP_PROP_OPEN_TIMEOUT_MSEC, ms, CAP_PROP_READ_TIMEOUT_MSEC, ms]`` where the backend takes them.
+
+    The GStreamer backend reads these properties only since OpenCV 4.7 (opencv/opencv pull request
+    #22919); before that (JetPack 5 ships OpenCV 4.5.4) a property the backend does not use makes
+    ``VideoCapture(..., params)`` refuse to open, so none are passed there.
+    """
+    if backend == cv2.CAP_GSTREAMER and _opencv_version(opencv_version) < (4, 7):
+        return []
     params = []
     if hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC"):
         params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
@@ -297,7 +311,7 @@ class CaptureSource(Source):
         self._cap: cv2.VideoCapture | None = None
 
     def _try_open(self) -> cv2.VideoCapture | None:
-        params = _capture_params(self.open_timeout_s, self.read_timeout_s) if self.network else []
+        params = _capture_params(self.open_timeout_s, self.read_timeout_s, self.backend) if self.network else []
         key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
         set_env = bool(self.ffmpeg_options) and self.backend == cv2.CAP_FFMPEG and key not in os.environ
         if set_env:  # OpenCV reads it when the capture opens
@@ -336,6 +350,10 @@ class CaptureSource(Source):
             self._stop.wait(min(next(delays), max(0.0, deadline - time.monotonic())))
 
     def _never_opened(self) -> str:
+        if self.backend == cv2.CAP_GSTREAMER and not self.network:
+            return (f"GStreamer pipeline for {self.name} did not start: `{self.target}`. The camera may not offer "
+                    f"this format (v4l2-ctl -d {self.name} --list-formats-ext), be busy, or the pipeline's elements "
+                    "may be missing (gst-inspect-1.0); --gstreamer off opens it with OpenCV's V4L2 backend")
         if not self.network:
             dev = self.name
             m = re.fullmatch(r"(?:/dev/video)?(\d+)", str(dev))
@@ -437,9 +455,23 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
             raise YoloEdgeError(
                 f"source {s!r} needs OpenCV built with GStreamer; this OpenCV has none "
                 "(on Jetson use JetPack's python3-opencv, see jetson/README.md)")
-        pipeline = s if "appsink" in s else gst.source_to_pipeline(s, **opts)
         network = s.startswith(NETWORK_SCHEMES)
-        return CaptureSource(pipeline, s, cv2.CAP_GSTREAMER, network=network, **common)
+        pipeline = None
+        if "appsink" in s:
+            pipeline = s
+        elif _is_device(s) and gstreamer == "auto":  # probe the camera instead of forcing 720p30 MJPEG on it
+            device = s if s.startswith("/") else f"/dev/video{int(s)}"
+            pipeline, note = gst.usb_auto_pipeline(device, width, height, fps, modes=gst.probe_usb_modes(device),
+                                                   jpeg_hw=gst.jpeg_hw_decode_available())
+            if on_event is not None:
+                on_event("notice", note)
+        elif s.startswith(("rtsp://", "rtsps://")):
+            pipeline = gst.source_to_pipeline(s, protocols=rtsp_transport, **opts)
+        else:
+            usb_hw = {"hw_decode": gst.jpeg_hw_decode_available()} if _is_device(s) else {}
+            pipeline = gst.source_to_pipeline(s, **opts, **usb_hw)
+        if pipeline is not None:
+            return CaptureSource(pipeline, s, cv2.CAP_GSTREAMER, network=network, **common)
     if s.startswith(NETWORK_SCHEMES):
         opts_ff = (f"rtsp_transport;{rtsp_transport}" if s.startswith(("rtsp://", "rtsps://"))
                    and rtsp_transport != "auto" else None)

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import YoloEdgeError
+# L4T release -> JetPack: one table for the package and jetson/setup.sh (sources in that module)
+from ..jetson.releases import JETPACK  # noqa: F401  (re-exported)
+from ..jetson.releases import parse_tegra_release as _parse_tegra_release
 from ..util import atomic_write, sha256_file
 
 MANIFEST_FORMAT = "yolo-edge-engine-manifest"
@@ -42,12 +45,6 @@ MANIFEST_VERSION = 1
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 NO_CHECK_ENV = "YOLO_EDGE_NO_MANIFEST_CHECK"
 
-# L4T release -> JetPack (NVIDIA's JetPack archive); anything else is recorded as L4T only.
-JETPACK = {
-    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
-    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3", "35.6.0": "5.1.4",
-    "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
-}
 
 
 class EngineMismatch(YoloEdgeError):
@@ -64,18 +61,9 @@ def parse_tegra_release(text: str) -> dict | None:
     """``/etc/nv_tegra_release`` -> ``{"l4t": "35.4.1", "jetpack": "5.1.2", "board": "t186ref"}``.
 
     The first line reads ``# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI:
-    aarch64, DATE: ...``: L4T = major ``R35`` + revision ``4.1``.
+    aarch64, DATE: ...``: L4T = major ``R35`` + revision ``4.1``. (:mod:`yolo_edge.jetson.releases`)
     """
-    m = re.search(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text or "")
-    if not m:
-        return None
-    rev = m.group(2).strip(".")
-    parts = rev.split(".")
-    if len(parts) == 1:
-        parts.append("0")
-    l4t = ".".join([m.group(1), *parts[:2]])
-    board = re.search(r"BOARD:\s*([^,\s]+)", text)
-    return {"l4t": l4t, "jetpack": JETPACK.get(l4t), "board": board.group(1) if board else None}
+    return _parse_tegra_release(text)
 
 
 def _cudnn_version() -> str | None:
