@@ -15,9 +15,10 @@ from __future__ import annotations
 import pytest
 
 from yolo_edge.errors import YoloEdgeError
-from yolo_edge.stream.gst import (APPSINK, FLIP_METHODS, PipelineError, csi_pipeline, gstreamer_in_build_info,
-                                  opencv_has_gstreamer, parse_csi_url, rtsp_pipeline, source_kind,
-                                  source_to_pipeline, usb_pipeline)
+from yolo_edge.stream.gst import (APPSINK, FLIP_METHODS, CameraMode, PipelineError, choose_usb_mode, csi_pipeline,
+                                  gstreamer_in_build_info, jpeg_hw_decode_available, opencv_has_gstreamer,
+                                  parse_csi_url, parse_v4l2_formats, probe_usb_modes, rtsp_pipeline, source_kind,
+                                  source_to_pipeline, usb_auto_pipeline, usb_pipeline)
 
 CAPS = "caps"  # placeholder name for a caps filter in the expected chains
 
@@ -25,7 +26,8 @@ CAPS = "caps"  # placeholder name for a caps filter in the expected chains
 TO_BGR_NV = ["nvvidconv", CAPS, "videoconvert", CAPS, "appsink"]
 TO_BGR_SW = ["videoconvert", CAPS, "appsink"]
 CHAIN_CSI = ["nvarguscamerasrc", CAPS, "nvvidconv", CAPS, "videoconvert", CAPS, "appsink"]
-CHAIN_USB_MJPEG_HW = ["v4l2src", CAPS, "nvv4l2decoder", *TO_BGR_NV]
+# JPEG into the v4l2 decoder goes through jpegparse (DeepStream 9.2 guide, Gst-nvvideo4linux2 notes)
+CHAIN_USB_MJPEG_HW = ["v4l2src", CAPS, "jpegparse", "nvv4l2decoder", *TO_BGR_NV]
 CHAIN_USB_MJPEG_SW = ["v4l2src", CAPS, "jpegdec", *TO_BGR_SW]
 CHAIN_USB_RAW_HW = ["v4l2src", CAPS, *TO_BGR_NV]
 CHAIN_USB_RAW_SW = ["v4l2src", CAPS, *TO_BGR_SW]
@@ -123,7 +125,7 @@ def test_usb_chains(kwargs, chain, caps):
     assert el[0] == ("v4l2src", {"device": "/dev/video1"})
     assert el[1][1] == caps
     if "nvv4l2decoder" in chain:
-        assert el[2] == ("nvv4l2decoder", {"mjpeg": "1"})
+        assert el[2] == ("jpegparse", {}) and el[3] == ("nvv4l2decoder", {"mjpeg": "1"})
     if "nvvidconv" in chain:
         i = chain.index("nvvidconv")
         assert el[i + 1][1] == {"media": "video/x-raw", "format": "BGRx"}
@@ -142,6 +144,23 @@ def test_rtsp_chains(codec, hw, chain):
     if hw:
         assert ("nvv4l2decoder", {}) in parse(p)  # plain H.264/H.265 decode: no mjpeg property
     _ends_in_bgr_appsink(p)
+
+
+@pytest.mark.parametrize("transport, expected", [("tcp", "tcp"), ("udp", "udp"), ("auto", None), (None, None)])
+def test_rtsp_transport_reaches_rtspsrc(transport, expected):
+    """--rtsp-transport sets rtspsrc's `protocols` (GStreamer rtspsrc reference: flags
+    GstRTSPLowerTrans; unset = UDP first), not only the FFmpeg path."""
+    for hw in (True, False):
+        el = parse(rtsp_pipeline("rtsp://cam/s", protocols=transport, hw_decode=hw))[0]
+        assert el[0] == "rtspsrc" and el[1].get("protocols") == expected
+    el = parse(source_to_pipeline("rtsp://cam/s", protocols=transport))[0]
+    assert el[1].get("protocols") == expected
+    assert "protocols" not in parse(source_to_pipeline("/dev/video0", protocols=transport))[0][1]
+
+
+def test_rtsp_transport_is_validated():
+    with pytest.raises(PipelineError, match="RTSP transport must be one of tcp, udp"):
+        rtsp_pipeline("rtsp://cam/s", protocols="tcp;rm -rf")
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -243,6 +262,107 @@ def test_source_to_pipeline():
         assert source_to_pipeline(other, width=640) is None  # OpenCV opens these itself
     with pytest.raises(PipelineError, match="unknown pipeline option"):
         source_to_pipeline("csi://0", widht=640)
+
+
+# --- USB cameras: probe what they offer -----------------------------------------------------------
+# `v4l2-ctl -d /dev/video0 --list-formats-ext` (v4l-utils) of a laptop's integrated UVC camera, in the
+# tool's layout (format lines, "Size: Discrete", "Interval: Discrete ... (N fps)"), as posted in public
+# issues; trimmed to a few sizes.
+V4L2_MJPG_AND_YUYV = """ioctl: VIDIOC_ENUM_FMT
+\tType: Video Capture
+
+\t[0]: 'MJPG' (Motion-JPEG, compressed)
+\t\tSize: Discrete 1280x720
+\t\t\tInterval: Discrete 0.033s (30.000 fps)
+\t\tSize: Discrete 640x480
+\t\t\tInterval: Discrete 0.033s (30.000 fps)
+\t[1]: 'YUYV' (YUYV 4:2:2)
+\t\tSize: Discrete 1280x720
+\t\t\tInterval: Discrete 0.100s (10.000 fps)
+\t\tSize: Discrete 640x480
+\t\t\tInterval: Discrete 0.033s (30.000 fps)
+\t\t\tInterval: Discrete 0.067s (15.000 fps)
+"""
+# a camera without 1280x720@30 MJPEG: raw YUYV only, VGA
+V4L2_YUYV_ONLY = """ioctl: VIDIOC_ENUM_FMT
+\tType: Video Capture
+
+\t[0]: 'YUYV' (YUYV 4:2:2)
+\t\tSize: Discrete 640x480
+\t\t\tInterval: Discrete 0.033s (30.000 fps)
+\t\tSize: Discrete 320x240
+\t\t\tInterval: Discrete 0.033s (30.000 fps)
+"""
+
+
+def test_parse_v4l2_formats():
+    assert parse_v4l2_formats(V4L2_MJPG_AND_YUYV) == [
+        CameraMode("MJPG", 1280, 720, 30.0), CameraMode("MJPG", 640, 480, 30.0),
+        CameraMode("YUYV", 1280, 720, 10.0), CameraMode("YUYV", 640, 480, 30.0), CameraMode("YUYV", 640, 480, 15.0)]
+    assert parse_v4l2_formats("") == [] and parse_v4l2_formats("garbage\n") == []
+
+
+@pytest.mark.parametrize("text, want, expected", [
+    (V4L2_MJPG_AND_YUYV, {}, CameraMode("MJPG", 1280, 720, 30.0)),
+    (V4L2_MJPG_AND_YUYV, {"width": 640, "height": 480}, CameraMode("MJPG", 640, 480, 30.0)),  # MJPG before YUYV
+    (V4L2_MJPG_AND_YUYV, {"width": 640, "height": 480, "fps": 15}, CameraMode("YUYV", 640, 480, 15.0)),
+    (V4L2_MJPG_AND_YUYV, {"width": 1920, "height": 1080}, None),
+    (V4L2_YUYV_ONLY, {}, CameraMode("YUYV", 640, 480, 30.0)),
+    (V4L2_YUYV_ONLY, {"fps": 60}, None),
+])
+def test_choose_usb_mode(text, want, expected):
+    assert choose_usb_mode(parse_v4l2_formats(text), **want) == expected
+
+
+def test_auto_does_not_force_720p_mjpeg_on_every_camera():
+    # a YUYV-only VGA camera gets a YUYV VGA pipeline, not 1280x720@30 MJPEG
+    p, note = usb_auto_pipeline("/dev/video0", modes=parse_v4l2_formats(V4L2_YUYV_ONLY))
+    assert names(p) == ["v4l2src", CAPS, *TO_BGR_NV]
+    assert parse(p)[1][1] == {"media": "video/x-raw", "format": "YUY2", "width": "640", "height": "480",
+                              "framerate": "30/1"}
+    assert "YUYV 640x480@30" in note
+    # a mode the camera lacks, or a camera whose modes cannot be listed: no pipeline, an honest note
+    p, note = usb_auto_pipeline("/dev/video0", 1920, 1080, 30, modes=parse_v4l2_formats(V4L2_MJPG_AND_YUYV))
+    assert p is None and "offers no MJPG/YUYV mode 1920x1080@30" in note and "MJPG 1280x720@30" in note
+    assert "V4L2 backend" in note and "busy" not in note
+    p, note = usb_auto_pipeline("/dev/video0", modes=None)
+    assert p is None and "v4l-utils" in note
+
+
+def test_auto_mjpeg_decoder_per_jetson():
+    modes = parse_v4l2_formats(V4L2_MJPG_AND_YUYV)
+    p, note = usb_auto_pipeline("/dev/video2", modes=modes, jpeg_hw=True)
+    assert names(p) == CHAIN_USB_MJPEG_HW and "NVJPG" in note
+    p, note = usb_auto_pipeline("/dev/video2", modes=modes, jpeg_hw=False)  # Thor: no JPEG hardware decode
+    assert names(p) == CHAIN_USB_MJPEG_SW and "jpegdec" in note
+
+
+def test_jpeg_hw_decode_available(tmp_path):
+    # /proc/device-tree/compatible is NUL-separated; Thor reports nvidia,tegra264 (jetson_stats #711)
+    thor = tmp_path / "thor"
+    thor.write_bytes(b"nvidia,p4071-0000+p3834-0008\x00nvidia,p3834-0008\x00nvidia,tegra264\x00")
+    orin = tmp_path / "orin"
+    orin.write_bytes(b"nvidia,p3768-0000+p3767-0005\x00nvidia,p3767-0005\x00nvidia,tegra234\x00")
+    assert jpeg_hw_decode_available(str(thor)) is False
+    assert jpeg_hw_decode_available(str(orin)) is True
+    assert jpeg_hw_decode_available(str(tmp_path / "absent")) is True
+
+
+def test_probe_usb_modes_with_a_fake_v4l2_ctl():
+    calls = []
+
+    def runner(cmd, timeout):
+        calls.append(cmd)
+        return 0, V4L2_YUYV_ONLY
+
+    assert probe_usb_modes("/dev/video3", runner=runner)[0] == CameraMode("YUYV", 640, 480, 30.0)
+    assert calls == [["v4l2-ctl", "-d", "/dev/video3", "--list-formats-ext"]]
+
+    def missing(cmd, timeout):
+        raise FileNotFoundError("v4l2-ctl")
+
+    assert probe_usb_modes("/dev/video3", runner=missing) is None
+    assert probe_usb_modes("/dev/video3", runner=lambda c, t: (1, "")) is None
 
 
 # --- OpenCV build -------------------------------------------------------------------------------

@@ -6,12 +6,9 @@ small fake executables."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import stat
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,15 +16,14 @@ from pathlib import Path
 import pytest
 
 from yolo_edge.errors import YoloEdgeError
-from yolo_edge.jetson import (CommandResult, NotOnJetson, PowerMode, TegrastatsParseError, TegrastatsReader,
+from yolo_edge.jetson import (CommandResult, NotOnJetson, PowerMode, PowerRail, TegrastatsParseError, TegrastatsReader,
                               clocks_maxed, current_power_mode, fps_per_watt, is_jetson, jetson_clocks, jetson_info,
                               parse_jetson_clocks_show, parse_line, parse_nvpmodel_conf, parse_nvpmodel_query,
-                              set_power_mode, summarize)
+                              resolve_power_mode, set_power_mode, summarize)
 from yolo_edge.jetson import tegrastats as tegrastats_mod
 from yolo_edge.jetson.power import CommandNotFound
 
 ROOT = Path(__file__).resolve().parents[1]
-KIT = ROOT / "jetson"
 
 # --- real tegrastats lines ----------------------------------------------------------------------
 # Jetson TX2, JetPack 4 (no mW suffix, VDD_IN input rail). Posted by a user in
@@ -88,6 +84,21 @@ THOR = ("05-17-2026 10:00:32 RAM 4208/125773MB (lfb 31x4MB) SWAP 0/2048MB (cache
         "GR3D_FREQ @[0,0,0] NVENC0_FREQ @0 NVENC1_FREQ @0 NVDEC0_FREQ @0 NVDEC1_FREQ @0 NVJPG0_FREQ @0 VIC off "
         "OFA_FREQ @0 PVA0_FREQ off APE 300 cpu@34.468C tj@34.5C soc012@33.781C soc345@34.5C VDD_GPU 0mW/0mW "
         "VDD_CPU_SOC_MSS 4165mW/4165mW VIN_SYS_5V0 4126mW/4126mW")
+# Jetson AGX Thor on JetPack 7 with the carrier's input monitor: VIN (the board's input) printed
+# BESIDE its sub-rails. A test fixture of a public tegrastats exporter (GitHub code search for
+# "VIN 26686mW/26686mW", 2026-07-31); rbonghi/jetson_stats pull request #900 reads this INA238 VIN
+# as the total input. Summing all four rails would report 45.777 W instead of 26.686 W.
+THOR_VIN = ("07-31-2026 14:45:55 RAM 86905/125772MB (lfb 368x4MB) CPU [12%@972,10%@972,off,33%@1890] "
+            "cpu@39.812C tj@39.906C soc012@38.812C gpu@39.906C soc345@38.625C VDD_GPU 3561mW/3561mW "
+            "VDD_CPU_SOC_MSS 7910mW/7910mW VIN_SYS_5V0 7620mW/7620mW VIN 26686mW/26686mW")
+# Three values per rail (current/average/max) and "@cur C/max C" temperatures: only seen in a
+# third-party fixture labelled as an L4T r39 (JetPack 7.2) Thor line (GitHub code search for
+# "VIN 124486mW/36487mW/124486mW"); NVIDIA documents two values. Read when present.
+THOR_R39 = ("08-08-2026 21:00:39 RAM 8353/125749MB (lfb 31x4MB) CPU [90%@2601,75%@2601,off,7%@2601] "
+            "EMC_FREQ 34%@4266 GR3D_FREQ 87%@[1574,1574,1574] NVENC0_FREQ @1691 VIC off cpu@58.25C/61.75C "
+            "tj@66.625C/66.625C gpu@56.937C/66.625C soc012@55.375C/58.781C soc345@55.812C/60.031C "
+            "VDD_GPU 37939mW/8660mW/37939mW VDD_CPU_SOC_MSS 30059mW/12281mW/30059mW "
+            "VIN_SYS_5V0 15486mW/7424mW/15486mW VIN 124486mW/36487mW/124486mW")
 # /etc/nv_tegra_release of that AGX Orin (same file, comment above its test case)
 TEGRA_RELEASE_36_4_4 = ("# R36 (release), REVISION: 4.4, GCID: 41062509, BOARD: generic, EABI: aarch64, "
                         "DATE: Mon Jun 16 16:07:13 UTC 2025\n")
@@ -137,6 +148,15 @@ CASES = {
                  freqs=[972] * 14, gpu=None, gpu_f=[0, 0, 0], emc=(0.0, 665),
                  temps={"cpu": 34.468, "tj": 34.5, "soc012": 33.781, "soc345": 34.5},
                  rails=3, source="sum of rails", power=8.291, ts=datetime(2026, 5, 17, 10, 0, 32)),
+    # VIN alone (the input), not 3561 + 7910 + 7620 + 26686
+    "thor_vin": dict(line=THOR_VIN, ram=(86905, 125772), swap=None, cpus=[12, 10, None, 33],
+                     freqs=[972, 972, None, 1890], gpu=None, gpu_f=[], emc=(None, None),
+                     temps={"cpu": 39.812, "tj": 39.906, "soc012": 38.812, "gpu": 39.906, "soc345": 38.625},
+                     rails=4, source="VIN", power=26.686, ts=datetime(2026, 7, 31, 14, 45, 55)),
+    "thor_r39": dict(line=THOR_R39, ram=(8353, 125749), swap=None, cpus=[90, 75, None, 7],
+                     freqs=[2601, 2601, None, 2601], gpu=87.0, gpu_f=[1574, 1574, 1574], emc=(34.0, 4266),
+                     temps={"cpu": 58.25, "tj": 66.625, "gpu": 56.937, "soc012": 55.375, "soc345": 55.812},
+                     rails=4, source="VIN", power=124.486, ts=datetime(2026, 8, 8, 21, 0, 39)),
 }
 
 
@@ -205,6 +225,36 @@ def test_not_tegrastats_is_a_clear_error(line):
     with pytest.raises(TegrastatsParseError, match="not a tegrastats line") as e:
         parse_line(line)
     assert isinstance(e.value, YoloEdgeError)
+
+
+def test_thor_input_rail_is_not_added_to_its_sub_rails():
+    s = parse_line(THOR_VIN)
+    assert s.power_source == "VIN"
+    assert s.total_power_w == pytest.approx(26.686)
+    assert sum(r.current_mw for r in s.rails.values()) / 1000 == pytest.approx(45.777)  # what a sum would say
+    # without VIN (JetPack 7.0 lines) the sub-rails are all there is: their sum, named as such
+    assert parse_line(THOR).power_source == "sum of rails"
+
+
+def test_third_max_value_in_rails():
+    s = parse_line(THOR_R39)
+    assert s.rails["VIN"] == PowerRail(124486, 36487, 124486)
+    assert s.rails["VDD_GPU"] == PowerRail(37939, 8660, 37939)
+    assert set(s.rails) == {"VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0", "VIN"}
+    assert parse_line(THOR_VIN).rails["VIN"].max_mw is None  # two values: no max
+
+
+def test_pmic_dummy_is_never_the_hottest_sensor():
+    # Nano: PMIC@100C is a fixed dummy reading; the real hottest sensor is AO at 48 C
+    s = parse_line(NANO_OFF)
+    assert s.temperatures["PMIC"] == 100.0  # kept as printed
+    assert s.hottest == ("AO", 48.0)
+    summary = summarize([parse_line(NANO_OFF), parse_line(NANO_OFF.replace("AO@48C", "AO@49.5C"))])
+    assert (summary.hottest_sensor, summary.hottest_c) == ("AO", 49.5)
+    text = "\n".join(summary.lines())
+    assert "hottest: AO 49.5C" in text and "PMIC 100.0C (dummy)" in text
+    assert parse_line(TX2).hottest[1] == 42.5 and parse_line(TX2).hottest[0] != "PMIC"
+    assert parse_line(THOR_R39).hottest == ("tj", 66.625)
 
 
 def test_summarize_by_hand():
@@ -364,8 +414,56 @@ def test_current_and_set_power_mode(tmp_path):
     assert run.calls == ["nvpmodel -q", "sudo -n nvpmodel -m 1", "nvpmodel -q"]
     with pytest.raises(YoloEdgeError, match=r"power mode 7 is not defined on this board; modes: MAXN \(mode 0\)"):
         set_power_mode(7, run, conf=conf)
-    with pytest.raises(YoloEdgeError, match="integer >= 0"):
+    with pytest.raises(YoloEdgeError, match="id >= 0"):
         set_power_mode(-1, run, conf=None)
+
+
+# /etc/nvpmodel.conf mode lines of an Orin Nano developer kit on JetPack 6.2 (L4T 36.4.3): mode 0 is
+# 15W, MAXN_SUPER is 2 (NVIDIA Jetson Linux Developer Guide r36.4.3, "Supported Modes and Power
+# Efficiency" for Jetson Orin Nano; the same lines are quoted from boards in public test fixtures)
+ORIN_NANO_SUPER_CONF = """\
+< PM_CONFIG DEFAULT=2 >
+< POWER_MODEL ID=0 NAME=15W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=1 NAME=25W >
+< POWER_MODEL ID=2 NAME=MAXN_SUPER >
+< POWER_MODEL ID=3 NAME=7W >
+"""
+AGX_ORIN_CONF = ("< POWER_MODEL ID=0 NAME=MAXN >\n< POWER_MODEL ID=1 NAME=MODE_15W >\n"
+                 "< POWER_MODEL ID=2 NAME=MODE_30W >\n< POWER_MODEL ID=3 NAME=MODE_50W >\n")
+WATTS_ONLY_CONF = "< POWER_MODEL ID=0 NAME=10W >\n< POWER_MODEL ID=1 NAME=20W >\n< POWER_MODEL ID=2 NAME=15W >\n"
+
+
+@pytest.mark.parametrize("conf, spec, expected", [
+    (ORIN_NANO_SUPER_CONF, "max", PowerMode(2, "MAXN_SUPER")),  # not 0, which is 15 W here
+    (ORIN_NANO_SUPER_CONF, "MAX", PowerMode(2, "MAXN_SUPER")),
+    (ORIN_NANO_SUPER_CONF, "maxn_super", PowerMode(2, "MAXN_SUPER")),
+    (ORIN_NANO_SUPER_CONF, "15w", PowerMode(0, "15W")),
+    (ORIN_NANO_SUPER_CONF, "3", PowerMode(3, "7W")),
+    (ORIN_NANO_SUPER_CONF, 1, PowerMode(1, "25W")),
+    (AGX_ORIN_CONF, "max", PowerMode(0, "MAXN")),
+    (NVPMODEL_CONF, "max", PowerMode(0, "MAXN")),
+    (WATTS_ONLY_CONF, "max", PowerMode(1, "20W")),
+])
+def test_resolve_power_mode_by_name(conf, spec, expected):
+    assert resolve_power_mode(spec, parse_nvpmodel_conf(conf)) == expected
+
+
+@pytest.mark.parametrize("spec, match", [("fast", "no power mode named 'fast'"), ("9", "9 is not defined"),
+                                         (True, "an id, a name")])
+def test_resolve_power_mode_errors(spec, match):
+    with pytest.raises(YoloEdgeError, match=match):
+        resolve_power_mode(spec, parse_nvpmodel_conf(ORIN_NANO_SUPER_CONF))
+
+
+def test_set_power_mode_max_on_an_orin_nano_super(tmp_path):
+    conf = tmp_path / "nvpmodel.conf"
+    conf.write_text(ORIN_NANO_SUPER_CONF)
+    run = FakeRunner({"nvpmodel -m 2": "", "nvpmodel -q": "NV Power Mode: MAXN_SUPER\n2\n"})
+    assert set_power_mode("max", run, conf=conf) == PowerMode(2, "MAXN_SUPER")
+    assert run.calls[0] == "nvpmodel -m 2"
+    with pytest.raises(YoloEdgeError, match="is missing; give the id"):
+        set_power_mode("max", run, conf=tmp_path / "absent.conf")
 
 
 def test_set_power_mode_failures():
@@ -549,193 +647,4 @@ def test_cli_tegrastats_no_samples(tmp_path, capsys):
     assert "no tegrastats samples" in err and "cannot open /sys/kernel/debug" in err
 
 
-# --- the jetson/ kit ----------------------------------------------------------------------------
-SCRIPTS = sorted(KIT.glob("*.sh"))
-
-
-def test_kit_has_the_scripts():
-    assert {p.name for p in SCRIPTS} >= {"setup.sh", "build_engine.sh", "power.sh"}
-    for p in SCRIPTS:
-        assert os.access(p, os.X_OK), f"{p.name} is not executable"
-        text = p.read_text()
-        assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
-
-
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_scripts_parse(script):
-    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    if shutil.which("shellcheck"):
-        r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout
-
-
-def _unit(path: Path) -> dict[str, dict[str, list[str]]]:
-    sections: dict[str, dict[str, list[str]]] = {}
-    cur = None
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        m = re.fullmatch(r"\[(\w+)\]", line)
-        if m:
-            cur = sections.setdefault(m.group(1), {})
-            continue
-        key, _, value = line.partition("=")
-        assert cur is not None, f"{line!r} outside a section"
-        cur.setdefault(key.strip(), []).append(value.strip())
-    return sections
-
-
-def test_camera_service_unit():
-    unit = _unit(KIT / "yolo-edge-camera.service")
-    assert set(unit) == {"Unit", "Service", "Install"}
-    u, s, i = unit["Unit"], unit["Service"], unit["Install"]
-    assert "network-online.target" in u["After"][0] and "network-online.target" in u["Wants"][0]
-    assert u["StartLimitIntervalSec"] and u["StartLimitBurst"]  # start limits live in [Unit]
-    assert s["Restart"] == ["on-failure"] and s["RestartSec"] == ["5"]
-    assert s["EnvironmentFile"] == ["/etc/default/yolo-edge"] and s["User"][0]
-    exec_start = s["ExecStart"][0]
-    assert "yolo-edge run" in exec_start
-    for flag in ("--model", "--jsonl", "--no-window"):
-        assert flag in exec_start
-    assert i["WantedBy"] == ["multi-user.target"]
-    # every variable the unit uses is set in the example environment file
-    env = dict(line.split("=", 1) for line in (KIT / "yolo-edge.env.example").read_text().splitlines()
-               if line and not line.startswith("#"))
-    used = set(re.findall(r"\$\{?(\w+)\}?", exec_start))
-    assert used <= set(env), used - set(env)
-    assert env["YOLO_EDGE_SOURCE"] == "csi://0" and env["YOLO_EDGE_MODEL"] == "/opt/yolo-edge/model.engine"
-    assert env["YOLO_EDGE_JSONL"] == "/var/lib/yolo-edge/detections.jsonl"
-
-
-def test_camera_service_command_parses():
-    """The unit's `yolo-edge run` line is accepted by the real parser (when the run command exists)."""
-    from yolo_edge.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    if "run" not in sub.choices:
-        pytest.skip("the run command is not in this tree")
-    s = _unit(KIT / "yolo-edge-camera.service")["Service"]
-    env = dict(line.split("=", 1) for line in (KIT / "yolo-edge.env.example").read_text().splitlines()
-               if line and not line.startswith("#"))
-    argv = re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], s["ExecStart"][0]).split()
-    assert argv[:3] == ["/usr/bin/env", "yolo-edge", "run"]
-    args = parser.parse_args(argv[2:])
-    assert (args.source, args.model, args.jsonl, args.no_window) == ("csi://0", "/opt/yolo-edge/model.engine",
-                                                                     "/var/lib/yolo-edge/detections.jsonl", True)
-
-
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_camera_service_verifies():
-    r = subprocess.run(["systemd-analyze", "verify", str(KIT / "yolo-edge-camera.service")], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-
-
-@pytest.fixture
-def fake_bin(tmp_path):
-    """A PATH directory whose pip / apt-get / sudo / nvpmodel only leave a mark: nothing is installed."""
-    d = tmp_path / "bin"
-    d.mkdir()
-    marker = tmp_path / "installed"
-    for name in ("pip", "pip3", "apt-get", "apt", "sudo", "nvpmodel", "jetson_clocks"):
-        exe = d / name
-        exe.write_text(f"#!/bin/sh\necho \"{name} $*\" >> '{marker}'\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    return d, marker
-
-
-def _run_kit(script: str, *args, env=None, path_dir=None, timeout=300):
-    e = {k: v for k, v in os.environ.items() if k not in ("NV_TEGRA_RELEASE", "JETSON_PIP_INDEX", "PYTHON")}
-    if path_dir is not None:
-        e["PATH"] = f"{path_dir}{os.pathsep}{e.get('PATH', '')}"
-    e.update(env or {})
-    return subprocess.run(["bash", str(KIT / script), *args], capture_output=True, text=True, env=e, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def test_setup_dry_run_off_a_jetson(tmp_path, fake_bin):
-    """Exit code 3 and one clear line when /etc/nv_tegra_release is missing; nothing installed."""
-    d, marker = fake_bin
-    r = _run_kit("setup.sh", "--dry-run", env={"NV_TEGRA_RELEASE": str(tmp_path / "nv_tegra_release")}, path_dir=d)
-    assert r.returncode == 3, r.stderr
-    assert "not a Jetson" in r.stderr and "Nothing was installed" in r.stderr
-    assert not marker.exists()
-
-
-def test_setup_dry_run_on_a_simulated_jetson(tmp_path, fake_bin):
-    """With a JetPack 6.2.1 release file the dry run reports the plan: pins torch/numpy, installs
-    onnxruntime-gpu with --no-deps from the Jetson index, yolo-edge with --no-deps; runs nothing."""
-    d, marker = fake_bin
-    rel = tmp_path / "nv_tegra_release"
-    rel.write_text(TEGRA_RELEASE_36_4_4)
-    r = _run_kit("setup.sh", "--dry-run", path_dir=d,
-                 env={"NV_TEGRA_RELEASE": str(rel), "PYTHON": sys.executable,
-                      "JETSON_PIP_INDEX": "https://example.invalid/jp6/cu126"})
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert "L4T 36.4.4 (JetPack 6.2.1)" in out and "dry run" in out
-    pip_lines = [line for line in out.splitlines() if line.startswith("+ ") and " pip install " in line]
-    assert pip_lines and all("--constraint" in line or "--no-deps -e" in line for line in pip_lines)
-    assert pip_lines[-1].endswith(f"pip install --no-deps -e {ROOT}")
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is not None:
-        assert "pip constraints: torch==" in out
-    if "onnxruntime-gpu: present" not in out:
-        assert any("--no-deps --index-url https://example.invalid/jp6/cu126 onnxruntime-gpu" in line
-                   for line in pip_lines)
-    assert not any("torch" in line.split("--constraint", 1)[-1] for line in pip_lines)  # never installs torch
-    assert not marker.exists()
-
-
-def test_setup_usage_errors():
-    r = _run_kit("setup.sh", "--bogus")
-    assert r.returncode == 2 and "unknown option" in r.stderr
-    r = _run_kit("setup.sh", "--help")
-    assert r.returncode == 0 and "--dry-run" in r.stdout and "Exit codes" in r.stdout
-
-
-@pytest.fixture
-def fake_yolo_edge(tmp_path):
-    log = tmp_path / "yolo-edge.log"
-    exe = tmp_path / "yolo-edge"
-    exe.write_text(f"#!/bin/sh\necho \"$*\" >> '{log}'\n")
-    exe.chmod(0o755)
-    return exe, log
-
-
-def test_build_engine_script(tmp_path, fake_yolo_edge):
-    exe, log = fake_yolo_edge
-    model = tmp_path / "model.onnx"
-    model.write_bytes(b"onnx")
-    (tmp_path / "model.fp16.onnx").write_bytes(b"onnx")
-    r = _run_kit("build_engine.sh", str(model), "--fp16", "--", "--max-batch", "1", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 0, r.stderr
-    fp16 = tmp_path / "model.fp16.onnx"
-    assert log.read_text().splitlines() == [f"build {fp16} --max-batch 1",
-                                            f"build {fp16} --max-batch 1 --print-trtexec"]
-    log.unlink()
-    r = _run_kit("build_engine.sh", str(model), "--out", str(tmp_path / "m.engine"), "--print-only",
-                 env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 0 and log.read_text().splitlines() == [f"build {model} --out {tmp_path / 'm.engine'} "
-                                                                  "--print-trtexec"]
-    r = _run_kit("build_engine.sh", str(model), "--int8", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 2 and "model.int8.onnx not found" in r.stderr and "yolo-edge calibrate" in r.stderr
-    r = _run_kit("build_engine.sh", "--fp16", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 2
-
-
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="power.sh asks sudo for a password when not root")
-def test_power_script(fake_yolo_edge):
-    exe, log = fake_yolo_edge
-    r = _run_kit("power.sh", "0", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 0, r.stderr
-    assert log.read_text().splitlines() == ["jetson power --mode 0", "jetson clocks on", "jetson power"]
-    log.unlink()
-    r = _run_kit("power.sh", "--clocks-off", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 0 and log.read_text().splitlines() == ["jetson clocks off", "jetson power"]
-    r = _run_kit("power.sh", "fast", env={"YOLO_EDGE": str(exe)})
-    assert r.returncode == 2 and "unknown argument" in r.stderr
+# The jetson/ kit (scripts, systemd unit, setup.sh plans) is tested in tests/test_jetson_kit.py.
