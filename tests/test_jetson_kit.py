@@ -491,7 +491,8 @@ def test_power_script_under_sudo_finds_the_venv(tmp_path, fake_yolo_edge):
     assert r.returncode == 1 and "run jetson/setup.sh" in r.stderr
 
 
-def test_readme_useradd_has_the_render_group():
-    text = (KIT / "README.md").read_text()
-    lines = [line for line in text.splitlines() if "useradd" in line]
+@pytest.mark.parametrize("path", [KIT / "README.md", UNIT], ids=lambda p: p.name)
+def test_useradd_has_the_render_group(path):
+    text = path.read_text().replace("\\\n", " ")
+    lines = [line for line in text.splitlines() if "useradd --" in line]
     assert lines and all(re.search(r"--groups\s+video,render\b", line) for line in lines), lines
