@@ -429,13 +429,16 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
             for a Jetson CSI camera; or a raw GStreamer pipeline ending in ``appsink``.
         realtime: read a video file at its own frame rate with the live (latest-frame) policy.
         gstreamer: ``"auto"`` uses GStreamer (hardware decode on Jetson) for USB/RTSP when OpenCV was
-            built with it and we are on a Jetson; ``"on"`` forces it, ``"off"`` never.
+            built with it and we are on a Jetson - for a USB camera only in a mode it offers (probed
+            with ``v4l2-ctl``; else OpenCV's V4L2 backend, with a notice through ``on_event``);
+            ``"on"`` forces it, ``"off"`` never.
         width, height, fps: requested capture format for cameras.
         open_timeout_s: fail if the source does not open within this time.
         read_timeout_s: a network read blocked this long counts as a drop.
         reconnect_timeout_s: give up a dropped network stream after this long (``None``: retry forever).
         rtsp_transport: ``tcp`` (default: no lost packets, so no smeared frames on busy networks),
-            ``udp`` (lowest latency) or ``auto`` (FFmpeg's choice: UDP first) for ``rtsp://`` via FFmpeg.
+            ``udp`` (lowest latency) or ``auto`` (the library's choice: UDP first) for ``rtsp://``, via
+            FFmpeg (``rtsp_transport``) or GStreamer (``rtspsrc protocols``).
     """
     if gstreamer not in ("auto", "on", "off"):
         raise YoloEdgeError(f"gstreamer must be auto, on or off, got {gstreamer!r}")
