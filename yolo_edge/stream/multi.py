@@ -237,11 +237,14 @@ def run_multi(sources: Sequence[Source], detector, sinks: Sequence[Sink] = (),
     sinks = list(sinks)
     det_names = tuple(getattr(detector, "names", ()))
     need_image = any(s.needs_image for s in sinks)
-    fixed = getattr(getattr(detector, "runner", None), "fixed_batch", None)
+    runner = getattr(detector, "runner", None)
+    fixed = getattr(runner, "fixed_batch", None)
+    if not fixed and getattr(runner, "batch_range", None) and int(runner.batch_range[1]) > 0:
+        fixed = int(runner.batch_range[1])  # a TensorRT optimization profile's largest batch
     if cfg.batch is not None and cfg.batch < 1:
         raise YoloEdgeError(f"--batch must be >= 1, got {cfg.batch}")
     if fixed and cfg.batch and cfg.batch > fixed:
-        raise YoloEdgeError(f"the model is built for batch {fixed}: --batch must be <= {fixed} "
+        raise YoloEdgeError(f"the model takes batches up to {fixed}: --batch must be <= {fixed} "
                             "(or re-export/rebuild it with a larger or dynamic batch)")
     cap = max(1, min(n, cfg.batch or fixed or getattr(detector, "max_batch", n) or n))
     if cfg.batch_timeout_ms < 0:
