@@ -3,6 +3,7 @@ streams; several sources (or ``--sources FILE``) are batched through one detecto
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -25,7 +26,7 @@ def cmd_run(args) -> int:
     def on_event(kind: str, msg: str) -> None:
         print(f"yolo-edge run: {msg}", file=sys.stderr)
 
-    specs: list[tuple[str, str | None]] = [(s, None) for s in args.source]
+    specs: list[tuple[str, str | None]] = [(s, None) for s in [args.source, *args.more_sources] if s is not None]
     if args.sources:
         from .multi import read_sources_file
 
@@ -107,10 +108,11 @@ def cmd_run(args) -> int:
 def build_run(p) -> None:
     from ..cli import _model_arg, _nms_args
 
-    p.add_argument("source", nargs="*", help="video file | image folder | camera index or /dev/videoN | rtsp://… | "
+    p.add_argument("source", nargs="?", metavar="SOURCE", help="one or more: video file | image folder | camera index or /dev/videoN | rtsp://… | "
                                              "http(s)://… (MJPEG) | tcp:// or udp:// | csi://N[?width=&height=&fps=&flip=] "
                                              "| a GStreamer pipeline ending in appsink; several are batched through "
                                              "one model")
+    p.add_argument("more_sources", nargs="*", metavar="SOURCE", help=argparse.SUPPRESS)  # args.source stays one str
     p.add_argument("--sources", metavar="FILE", help="more sources, one per line: URI [name] (# comments)")
     _model_arg(p)
     _nms_args(p)
