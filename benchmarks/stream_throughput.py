@@ -384,7 +384,7 @@ def multi_main(args, argv) -> int:
                      f"{'met' if med(worst) >= 0.9 else 'NOT met'} (median); the dead camera delivered "
                      f"{max(k['dead_after'] for k in res['kill']):.1f} FPS after dying. Load-independent check: after the "
                      f"death, each other camera had a frame in {100 * min(min(k['share_after']) for k in res['kill']):.0f}"
-                     f" % or more of the batches (worst camera, worst round; "
+                     f" % of the batches (worst camera, worst round; "
                      f"{min(k['batches_after'] for k in res['kill'])}+ batches per round), i.e. no batch waited it out.")
     if rss:
         base = [m for t, m in rss if t >= 60] or [m for _, m in rss]
