@@ -30,6 +30,7 @@ class StreamInfo:
     fps: float | None
     names: tuple[str, ...] = ()
     live: bool = False
+    sources: tuple["StreamInfo", ...] = ()  # several sources batched together: one info per source
 
 
 @dataclass
@@ -41,12 +42,16 @@ class FrameResult:
         detections: boxes in source pixels.
         stage_ms: this frame's time per stage (``pre``, ``infer``, ``post``) in milliseconds.
         annotated: the frame with boxes and overlay drawn, when a sink needs pixels.
+        source_index: which source (0 when there is one), in the order they were given.
+        source_name: the source's display name (its ``--sources`` name), ``None``: ``frame.source``.
     """
 
     frame: Frame
     detections: Detections
     stage_ms: dict = field(default_factory=dict)
     annotated: np.ndarray | None = None
+    source_index: int = 0
+    source_name: str | None = None
 
 
 class Sink:
@@ -61,18 +66,23 @@ class Sink:
     def write(self, result: FrameResult) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def end_batch(self) -> None:
+        """Called after the results of one batch were written (several sources batched together)."""
+
     def close(self) -> None:
         pass
 
 
 def frame_record(result: FrameResult, names: Sequence[str] = ()) -> dict:
-    """The JSON Lines record of one frame: frame index, capture timestamp, image size and
-    detections (``box`` x1, y1, x2, y2 in original pixels, ``score``, ``class_id``, ``class_name``)."""
+    """The JSON Lines record of one frame: frame index (counted per source), capture timestamp,
+    source (``source`` name and ``source_index``), image size and detections (``box`` x1, y1, x2, y2
+    in original pixels, ``score``, ``class_id``, ``class_name``)."""
     f = result.frame
     return {
         "frame": f.index,
         "timestamp": round(f.timestamp, 6),
-        "source": f.source,
+        "source": result.source_name or f.source,
+        "source_index": result.source_index,
         "width": int(f.image.shape[1]),
         "height": int(f.image.shape[0]),
         "latency_ms": {k: round(v, 3) for k, v in result.stage_ms.items()},
@@ -277,6 +287,141 @@ class FfmpegSink(Sink):
             self._proc.wait()
         finally:
             self._proc = None
+
+
+class PerSourceSink(Sink):
+    """One sink per source (e.g. a video file each): ``make(i)`` builds source ``i``'s sink; results
+    are routed by :attr:`FrameResult.source_index`."""
+
+    def __init__(self, make, n_sources: int):
+        self.sinks: list[Sink] = [make(i) for i in range(n_sources)]
+        self.needs_image = any(s.needs_image for s in self.sinks)
+        self._opened: list[Sink] = []
+
+    def open(self, info: StreamInfo) -> None:
+        subs = info.sources or (info,) * len(self.sinks)
+        for s, sub in zip(self.sinks, subs):
+            s.open(sub)
+            self._opened.append(s)
+
+    def write(self, result: FrameResult) -> None:
+        self.sinks[result.source_index].write(result)
+
+    @property
+    def stop_requested(self) -> bool:  # type: ignore[override]
+        return any(s.stop_requested for s in self.sinks)
+
+    def close(self) -> None:
+        errors = []
+        for s in self._opened:
+            try:
+                s.close()
+            except Exception as e:  # noqa: BLE001 - close every file, report the first failure
+                errors.append(e)
+        self._opened = []
+        if errors:
+            raise errors[0]
+
+
+def tile_grid(n: int) -> tuple[int, int]:
+    """(rows, cols) of a near-square mosaic of ``n`` cells, wider than tall."""
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    return int(np.ceil(n / cols)), cols
+
+
+def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size`` (W, H) keeping its aspect ratio, centred on black."""
+    import cv2
+
+    w, h = size
+    ih, iw = image.shape[:2]
+    r = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * r)), max(1, round(ih * r))
+    cell = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    cell[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return cell
+
+
+class MosaicSink(Sink):
+    """Every source's latest annotated frame tiled into one mosaic (row-major, in source order),
+    one mosaic per batch, handed to ``inner`` (a video file, a window, an ffmpeg stream). A source
+    that has not delivered yet is a black cell."""
+
+    needs_image = True
+
+    def __init__(self, inner: Sink, n_sources: int, cell: tuple[int, int] = (640, 360)):
+        self.inner, self.n, self.cell = inner, n_sources, (int(cell[0]), int(cell[1]))
+        self.rows, self.cols = tile_grid(n_sources)
+        w, h = self.cell
+        self._canvas = np.zeros((self.rows * h, self.cols * w, 3), np.uint8)
+        self._dirty = False
+        self.count = 0
+
+    def open(self, info: StreamInfo) -> None:
+        fps = max((s.fps for s in info.sources if s.fps and 0 < s.fps <= 240), default=info.fps)
+        self.inner.open(StreamInfo(source="mosaic", fps=fps, names=info.names, live=info.live))
+
+    def write(self, result: FrameResult) -> None:
+        i = result.source_index
+        w, h = self.cell
+        r, c = divmod(i, self.cols)
+        img = result.annotated if result.annotated is not None else result.frame.image
+        self._canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = fit_into(img, self.cell)
+        self._dirty = True
+
+    def end_batch(self) -> None:
+        if not self._dirty:
+            return
+        import time
+
+        frame = Frame(self._canvas, self.count, time.time(), "mosaic")
+        self.inner.write(FrameResult(frame, Detections.empty(), annotated=self._canvas))
+        self.count += 1
+        self._dirty = False
+
+    @property
+    def stop_requested(self) -> bool:  # type: ignore[override]
+        return self.inner.stop_requested
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def source_label(name: str | None, index: int) -> str:
+    """What ``{source}`` becomes in an output pattern: the source's name (file-name safe), else its index."""
+    import re
+
+    if not name:
+        return str(index)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or str(index)
+
+
+def make_multi_sinks(n_sources: int, labels: Sequence[str], jsonl=None, video=None, tile: bool = False,
+                     tile_size: tuple[int, int] = (640, 360), show: bool = False, stream_out=None,
+                     append: bool = False) -> list[Sink]:
+    """The sinks for several sources: one JSON Lines file (records carry ``source``); ``video`` as a
+    pattern with ``{source}`` (one file per source, ``labels[i]`` filled in) or, with ``tile``, one
+    mosaic video; ``--rtsp-out`` and the window show the mosaic."""
+    sinks: list[Sink] = []
+    if jsonl:
+        sinks.append(JsonlSink(jsonl, append=append))
+    if video:
+        if tile:
+            sinks.append(MosaicSink(VideoSink(video), n_sources, tile_size))
+        elif "{source}" in str(video):
+            paths = [str(video).replace("{source}", labels[i]) for i in range(n_sources)]
+            if len(set(paths)) != len(paths):
+                raise YoloEdgeError(f"--video {video}: two sources give the same file name; name them in --sources")
+            sinks.append(PerSourceSink(lambda i: VideoSink(paths[i]), n_sources))
+        else:
+            raise YoloEdgeError(f"--video {video} with {n_sources} sources: put {{source}} in the name "
+                                "(out_{source}.mp4: one file per source) or add --tile (one mosaic video)")
+    if stream_out:
+        sinks.append(MosaicSink(FfmpegSink(stream_out), n_sources, tile_size))
+    if show:
+        sinks.append(MosaicSink(WindowSink(), n_sources, tile_size))
+    return sinks
 
 
 def make_sinks(jsonl=None, video=None, show: bool = False, stream_out=None, fps: float | None = None,
