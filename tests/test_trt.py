@@ -185,15 +185,16 @@ def test_fake_engine_and_context_api_per_version():
     with pytest.raises(NotImplementedError):  # exists in 8.6 (deprecated), the fake does not implement it
         eng.num_bindings  # noqa: B018
     insp = eng.create_engine_inspector()
-    assert insp.context is None
-    with pytest.raises(AttributeError):
-        insp.execution_context  # noqa: B018
+    assert insp.execution_context is None  # the only context property of the 8.6.1 binding (pyCore.cpp)
+    for attr in ("context", "engine"):
+        with pytest.raises(AttributeError):
+            getattr(insp, attr)
 
 
 # --- build paths per version -----------------------------------------------------------------------
 @pytest.mark.parametrize("version, precision, network_flags, builder_flags, mode", [
     ("8.6", "fp32", 1 << 0, [], "builder-flags"),
-    ("8.6", "fp16", 1 << 0, ["FP16"], "builder-flags"),
+    ("8.6", "fp16", 1 << 0, ["FP16", "OBEY_PRECISION_CONSTRAINTS"], "builder-flags"),  # FP32 tail pinned
     ("8.6", "int8", 1 << 0, ["INT8"], "builder-flags"),
     ("10", "fp32", 1 << 1, [], "strongly-typed"),
     ("10", "fp16", 1 << 1, [], "strongly-typed"),
@@ -227,7 +228,7 @@ def test_build_int8_report_shows_int8_layers(models, tmp_path):
     assert calls(trt, "IExecutionContext.set_input_shape")[0][0] == ("images", (1, 3, 16, 16))
     assert read_manifest(res.engine)["layers"]["counts"] == counts
     res16 = do_build(make_fake_trt(VERSIONS["8.6"]), models["fp16"], tmp_path)
-    assert res16.report.counts()["FP16"] == 2
+    assert res16.report.counts()["FP16"] == 3  # two FP16 convs + the input cast; the FP32 tail is pinned
 
 
 def test_build_11_report_schema(models, tmp_path):
@@ -348,12 +349,14 @@ def test_dla_options(models, tmp_path):
     res = do_build(trt, models["int8"], tmp_path, dla_core=1)
     assert calls(trt, "IBuilderConfig.default_device_type=")[0][0][0].name == "DLA"
     assert calls(trt, "IBuilderConfig.DLA_core=")[0][0] == (1,)
-    assert flag_names(trt, "IBuilderConfig.set_flag") == ["GPU_FALLBACK"]
+    # DLA on 10.x: weakly typed with FP16/INT8 flags (strong typing forbids the flags DLA needs)
+    assert flag_names(trt, "IBuilderConfig.set_flag") == ["INT8", "FP16", "GPU_FALLBACK"]
+    assert [a for a, _ in calls(trt, "Builder.create_network")] == [(0,)]
     assert calls(trt, "IOptimizationProfile.set_shape")[0][0][3] == (1, 3, 16, 16)  # DLA default: batch 1
     assert read_manifest(res.engine)["build"]["dla_core"] == 1
     trt = make_fake_trt(VERSIONS["8.6"], dla_cores=2)
     do_build(trt, models["fp16"], tmp_path, dla_core=0, gpu_fallback=False)
-    assert flag_names(trt, "IBuilderConfig.set_flag") == ["FP16"]
+    assert flag_names(trt, "IBuilderConfig.set_flag") == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
     with pytest.raises(YoloEdgeError, match="has 0 DLA core"):
         do_build(make_fake_trt(VERSIONS["10"]), models["int8"], tmp_path, dla_core=0)
     with pytest.raises(YoloEdgeError, match="DLA runs FP16 and INT8 only"):
@@ -389,7 +392,10 @@ def test_trtexec_lines_per_version(models, tmp_path):
     common = (f"{shapes} --memPoolSize=workspace:1024 --timingCacheFile={tmp_path}/t.cache")
     tail = f"--profilingVerbosity=detailed --exportLayerInfo={tmp_path}/m.engine.layers.json"
     head = f"trtexec --onnx={models['fp16']} --saveEngine={tmp_path}/m.engine {common}"
-    assert line("8.6.1", models["fp16"]) == f"{head} --fp16 --noTF32 {tail}"
+    l86 = line("8.6.1", models["fp16"])
+    assert l86.startswith(f"{head} --fp16 --precisionConstraints=obey --layerPrecisions=cast_b:fp32,cast_s:fp32,")
+    assert "--layerOutputTypes=cast_b:fp32," in l86 and "mul_b:fp32" in l86 and "conv_boxes" not in l86
+    assert l86.endswith(f"--noTF32 {tail}")
     assert line("10.3.0", models["fp16"]) == f"{head} --stronglyTyped --noTF32 {tail}"
     assert line("11.0", models["fp16"]) == f"{head} --noTF32 {tail}"
     assert "--int8 --noTF32" in line("8.6", models["int8"])
@@ -398,7 +404,8 @@ def test_trtexec_lines_per_version(models, tmp_path):
     implicit = line("8.6.1", models["fp32"], calibration_cache=cache, fp16_fallback=True)
     assert f"--int8 --calib={cache} --fp16 --noTF32" in implicit and "--stronglyTyped" not in implicit
     dla = line("10.3", models["int8"], dla_core=0, tf32=True, opt_level=5)
-    assert dla.endswith(f"--stronglyTyped --useDLACore=0 --allowGPUFallback --builderOptimizationLevel=5 {tail}")
+    assert dla.endswith(f"--fp16 --int8 --useDLACore=0 --allowGPUFallback --builderOptimizationLevel=5 {tail}")
+    assert "--stronglyTyped" not in dla  # DLA on 10.x needs the precision flags
     assert "--workspace=" not in dla and "--noTF32" not in dla
 
 
