@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _fit_batchnorm
 
 onnx = pytest.importorskip("onnx")
 
@@ -759,72 +758,4 @@ def test_trt_layer_imports_nothing_heavy():
     assert "--print-trtexec" in r.stdout
 
 
-# --- real TensorRT (skipped without it) -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small real export: FP32 ONNX without NMS, and its FP16 / INT8 Q/DQ versions."""
-    torch = pytest.importorskip("torch")
-    from yolo_edge.export import export_onnx
-    from yolo_edge.model import YOLO, ModelConfig, save_checkpoint
-    from yolo_edge.precision import PrecisionConfig, run_precision
-
-    d = tmp_path_factory.mktemp("real")
-    from yolo_edge.data import SYNTHETIC_NAMES, load_dataset
-    from yolo_edge.letterbox import letterbox_batch
-
-    torch.manual_seed(0)
-    model = YOLO(ModelConfig(scale="n", nc=len(SYNTHETIC_NAMES), names=list(SYNTHETIC_NAMES)))
-    # BatchNorm statistics from real images, so that activations do not vanish and the scores of
-    # anchors differ (a freshly initialised model scores every anchor alike: NMS ties everywhere)
-    calib = load_dataset("synthetic:calib")
-    x, _ = letterbox_batch([calib[i].image for i in range(32)], 128)
-    _fit_batchnorm(model, torch.from_numpy(x))
-    with torch.no_grad():
-        for level in model.head.cls:
-            level[-1].weight.mul_(0.1)
-            level[-1].bias.fill_(0.0)
-    ckpt = d / "tiny.pt"
-    save_checkpoint(ckpt, model, imgsz=[128, 128])
-    fp32 = export_onnx(ckpt, d / "model.onnx", imgsz=128, nms=NmsSpec("none"), verbose=False)
-    res = run_precision(fp32, PrecisionConfig(out_dir=str(d), calib="synthetic:calib", calib_images=16,
-                                              val=None, show_progress=False, build_engines=False))
-    return {"pt": ckpt, "fp32": fp32, "fp16": res.paths.get("fp16"), "int8": res.paths.get("int8"),
-            "cache": res.paths.get("cache")}
-
-
-@pytest.mark.needs_trt
-@pytest.mark.needs_cuda
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_real_build_and_parity_against_onnxruntime(exported, tmp_path, precision):
-    from yolo_edge.evaluate.parity import parity
-
-    onnx_path = exported[precision]
-    assert onnx_path is not None, f"the precision job wrote no {precision} model"
-    engine = tmp_path / f"model.{precision}.engine"
-    res = build(BuildConfig(onnx_path, engine, max_batch=4), log=None)
-    m = verify(engine)  # this machine, these files
-    assert m["precision"] == precision and res.report is not None and res.report.detailed
-    if precision == "int8":
-        assert res.report.counts().get("INT8", 0) > 0, res.report.table()
-    r = parity(onnx_path, engine, data="synthetic:val", max_images=16, levels=(1, 2, 3), budget_map=1.0)
-    print(r.table())
-    if precision == "fp32":
-        assert r.strict and r.passed, r.table()  # FP32 engine (TF32 off) = ONNX Runtime at 1e-4
-    else:
-        assert not r.strict and r.passed, r.table()  # FP16 / INT8 engine vs the same graph in ONNX Runtime
-
-
-@pytest.mark.needs_trt
-@pytest.mark.needs_cuda
-def test_real_implicit_int8_and_runner(exported, tmp_path):
-    from yolo_edge.runtime.trt_runner import TrtRunner
-    from yolo_edge.trt.compat import TrtVersion, tensorrt
-
-    if not TrtVersion.of(tensorrt()).calibrators or exported["cache"] is None:
-        pytest.skip("implicit INT8 needs TensorRT <= 10 and a calibration cache for its version")
-    engine = tmp_path / "implicit.engine"
-    build(BuildConfig(exported["fp32"], engine, calibration_cache=exported["cache"], max_batch=2), log=None)
-    x = np.random.default_rng(0).random((3, 3, 128, 128), dtype=np.float32)  # 3 > max batch 2: chunked
-    with TrtRunner(engine) as r:
-        out = r.infer({"images": x})
-    assert out["boxes"].shape[0] == 3 and np.isfinite(out["scores"]).all()
+# --- real TensorRT: tests/test_trt_device.py (bundled trained model, both NMS flavours, strict budgets) ---

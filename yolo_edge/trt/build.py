@@ -11,13 +11,21 @@ The precision lives in the ONNX graph (DESIGN §1): ``model.onnx`` (FP32), ``mod
   10.x; always on 11.x): every layer runs in the type the ONNX gives it, no precision flags.
 * TensorRT 8.6: ``EXPLICIT_BATCH`` network, ``BuilderFlag.FP16`` for the FP16 ONNX,
   ``BuilderFlag.INT8`` for the Q/DQ ONNX (weak typing: TensorRT may pick other kernels where
-  the ONNX does not pin the type; ``fp16_fallback`` adds FP16 to an INT8 build).
+  the ONNX does not pin the type; ``fp16_fallback`` adds FP16 to an INT8 build). Under weak typing
+  layer types are hints, so an FP16 build sets ``OBEY_PRECISION_CONSTRAINTS`` and pins every layer
+  the ONNX keeps in FP32 (the decode tail) with ``layer.precision`` / ``set_output_type``.
+* DLA (Jetson): on 10.0-10.7 a weakly typed network with the FP16/INT8 flags DLA needs (a strongly
+  typed network forbids them and its layers may fall back to the GPU silently); 10.8-11.3 have no
+  DLA, 11.4.1+ only on AGX Orin with JetPack 7.2.2+ (:func:`~yolo_edge.trt.compat.dla_support`).
+* Plugins: ``trt.init_libnvinfer_plugins`` before parsing (TensorRT 10/11's parser finds
+  ``EfficientNMS_TRT`` only in the registry) and before deserializing (every version).
 * The legacy implicit-INT8 path (TensorRT 8.6 and 10.x, deprecated in 10.1, removed in 11): the
   FP32 ONNX plus ``calibration.cache``, read by an ``IInt8*Calibrator`` that never sees images
   (the cache's key is checked against the ONNX first, DESIGN §4).
 
 Every build uses an optimization profile for a dynamic batch axis (min/opt/max), an optional
-workspace limit, a timing cache on disk, ``ProfilingVerbosity.DETAILED`` (for the inspector
+workspace limit, a timing cache on disk (one TensorRT rejects, from another version or GPU, is
+replaced by a new one), ``ProfilingVerbosity.DETAILED`` (for the inspector
 report) and, on Jetson, optionally a DLA core with GPU fallback. TF32 is disabled unless asked for,
 so that FP32 layers compute in FP32 (parity with ONNX Runtime, DESIGN §6).
 
