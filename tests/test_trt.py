@@ -747,9 +747,10 @@ def test_load_runner_dispatches_engines(tmp_path, fake, monkeypatch):
 # --- imports stay light -------------------------------------------------------------------------------
 def test_trt_layer_imports_nothing_heavy():
     code = ("import sys; import yolo_edge.trt, yolo_edge.trt.cli, yolo_edge.runtime.trt_runner, "
-            "yolo_edge.evaluate.parity, yolo_edge.evaluate.parity_cli\n"
+            "yolo_edge.evaluate.parity, yolo_edge.evaluate.parity_cli, yolo_edge.trt.readiness, yolo_edge.trt.doctor\n"
             "from yolo_edge.cli import main\n"
-            "try:\n    main(['build', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "for c in ('check', 'doctor', 'build'):\n"
+            "    try:\n        main([c, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda', 'cuda', 'torch', 'onnx', "
             "'onnxruntime')]\nassert not bad, bad\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

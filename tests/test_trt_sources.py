@@ -110,11 +110,12 @@ def test_2_inms_cap_engine_equals_onnxruntime_at_eval_thresholds(tmp_path):
     assert not [f for f in check_onnx(path, "10").findings if "INMSLayer" in f.message]
 
 
-def test_2_preselection_keeps_detections_at_deploy_thresholds():
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_2_preselection_keeps_detections_at_deploy_thresholds(agnostic):
     """At deploy thresholds the pre-selected graph equals the numpy reference on a large C x A."""
     from yolo_edge.postprocess import postprocess
 
-    spec = NmsSpec("onnx", score_threshold=0.25, iou_threshold=0.45, max_det=100)
+    spec = NmsSpec("onnx", score_threshold=0.25, iou_threshold=0.45, max_det=100, class_agnostic=agnostic)
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -484,6 +485,15 @@ def test_parse_trtexec_timing():
     from yolo_edge.trt.doctor import parse_trtexec_timing
 
     text = ("[I] Throughput: 812.55 qps\n[I] Latency: min = 1.2 ms, max = 2 ms, mean = 1.3 ms, median = 1.25 ms\n"
-            "[I] GPU Compute Time: min = 1.1 ms, max = 1.9 ms, mean = 1.21 ms, median = 1.2 ms, percentile(90%) = 1.3 ms")
+            "[I] GPU Compute Time: min = 1.1 ms, max = 1.9 ms, mean = 1.21 ms, median = 1.2 ms, "
+            "percentile(90%) = 1.3 ms")
     assert parse_trtexec_timing(text) == {"gpu_compute_mean_ms": 1.21, "gpu_compute_median_ms": 1.2,
                                           "throughput_qps": 812.55}
+
+
+def test_selftest_script_is_valid_bash():
+    import subprocess
+
+    script = Path(__file__).parents[1] / "jetson" / "selftest.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "yolo-edge doctor" in script.read_text()

@@ -448,7 +448,8 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
     say(f"build: {cfg.onnx} -> {cfg.engine} ({plan.precision}, {plan.mode}, TensorRT {version})")
 
     logger = make_logger(trt, cfg.verbose)
-    init_plugins(trt, logger)  # before parsing: 10/11's parser finds EfficientNMS_TRT only in the registry
+    # before parsing: 10/11's parser finds EfficientNMS_TRT only in the registry
+    init_plugins(trt, logger, required=plan.onnx.spec is not None and plan.onnx.spec.nms.flavour == "trt")
     builder = trt.Builder(logger)
     flags = 0
     for name in plan.network_flags:
@@ -618,7 +619,7 @@ def adopt_engine(cfg: BuildConfig, *, env: dict | None = None, trt=None, cuda=No
     version = TrtVersion.of(trt)
     plan = plan_build(cfg, version)
     logger = make_logger(trt)
-    init_plugins(trt, logger)  # an EfficientNMS engine deserializes only with the plugins registered
+    init_plugins(trt, logger, required=False)  # an EfficientNMS engine deserializes only with them registered
     engine = trt.Runtime(logger).deserialize_cuda_engine(cfg.engine.read_bytes())
     if engine is None:
         raise YoloEdgeError(f"TensorRT {version} cannot deserialize {cfg.engine}: it was built by another TensorRT "

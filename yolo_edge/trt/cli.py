@@ -154,7 +154,8 @@ def cmd_doctor(args) -> int:
 def build_doctor(p) -> None:
     p.add_argument("--out", default="runs/doctor", help="report folder (doctor.json, doctor.md, models, engines)")
     p.add_argument("--imgsz", type=int, default=320, help="export size of the bundled model (default 320)")
-    p.add_argument("--data", default="synthetic:val", help="labelled data for parity levels 2-3 (default synthetic:val)")
+    p.add_argument("--data", default="synthetic:val",
+                   help="labelled data for parity levels 2-3 (default synthetic:val)")
     p.add_argument("--max-images", type=int, default=32, help="images for parity (default 32)")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
     p.add_argument("--nms", default="onnx,trt", help="NMS flavours, comma-separated (default onnx,trt)")

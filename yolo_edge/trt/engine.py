@@ -28,12 +28,13 @@ def load_engine(path, trt=None, verbose: bool = False):
     trt = trt or tensorrt()
     TrtVersion.of(trt).require_supported()
     logger = make_logger(trt, verbose)
-    init_plugins(trt, logger)  # an engine with EfficientNMS_TRT deserializes only with the plugins registered
+    init_plugins(trt, logger, required=False)  # engines with EfficientNMS_TRT need the registry
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         raise YoloEdgeError(f"TensorRT {trt.__version__} cannot deserialize {path}: it was built by another TensorRT "
-                            "version or for another GPU (see the TensorRT error above); rebuild it with yolo-edge build")
+                            "version or for another GPU, or it needs a plugin library that is not loaded (see the "
+                            "TensorRT error above); rebuild it with yolo-edge build")
     return trt, runtime, engine
 
 

@@ -239,7 +239,7 @@ def inspect_engine(engine_path, shapes=None) -> EngineReport:
 
     trt = tensorrt()
     logger = make_logger(trt)
-    init_plugins(trt, logger)
+    init_plugins(trt, logger, required=False)
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(p.read_bytes())
     if engine is None:

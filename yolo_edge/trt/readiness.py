@@ -67,7 +67,8 @@ def parse_operators_md(text: str) -> dict:
         if not cells or not cells[0]:
             continue
         name, sup = cells[0], (cells[1] if len(cells) > 1 else "")
-        types = [t.strip().replace("INF64", "INT64") for t in (cells[2] if len(cells) > 2 else "").split(",") if t.strip()]
+        raw = cells[2] if len(cells) > 2 else ""
+        types = [t.strip().replace("INF64", "INT64") for t in raw.split(",") if t.strip()]
         ops[name] = {"supported": sup.upper().startswith("Y"), "types": types,
                      "restrictions": cells[3] if len(cells) > 3 else ""}
     return ops
@@ -277,8 +278,9 @@ def check_onnx(model_or_path, version) -> Readiness:
         _check_limits(r, node, key, types, shapes, consts, err, warn, producers)
     if cpu_int8:
         r.findings.insert(0, Finding("error", "this is an ONNX Runtime CPU INT8 model (uint8 / QLinear / "
-                                              "com.microsoft operators), not a TensorRT file: build the explicit Q/DQ "
-                                              "model for TensorRT instead (model.int8.onnx from yolo-edge export --int8)"))
+                                              "com.microsoft operators), not a TensorRT file: build the explicit "
+                                              "Q/DQ model for TensorRT instead (model.int8.onnx from yolo-edge "
+                                              "export --int8)"))
     r.limits = {"topk_max_k": TOPK_MAX_K[key], "inms_candidates_per_image": INMS_TOPK}
     return r
 
