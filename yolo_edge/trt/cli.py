@@ -158,7 +158,8 @@ def build_doctor(p) -> None:
                    help="labelled data for parity levels 2-3 (default synthetic:val)")
     p.add_argument("--max-images", type=int, default=32, help="images for parity (default 32)")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
-    p.add_argument("--nms", default="onnx,trt", help="NMS flavours, comma-separated (default onnx,trt)")
+    p.add_argument("--nms", default="onnx,trt,none",
+                   help="NMS flavours, comma-separated (default onnx,trt,none; none gives parity level 1)")
     p.add_argument("--calib-images", type=int, default=64, help="INT8 calibration images (default 64)")
     p.add_argument("--no-trtexec", action="store_true", help="skip the trtexec timing comparison")
 
