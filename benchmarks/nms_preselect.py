@@ -58,7 +58,7 @@ class Last:
         return self.ds[self.idx[i]]
 
 
-def export(kind: str, spec, graph: str, d: Path, coco: Path, yolov5: Path) -> Path:
+def export(kind: str, spec, graph: str, d: Path, names, yolov5: Path) -> Path:
     import yolo_edge.export.nms as nms_mod
 
     new = nms_mod._onnx_nms
@@ -73,8 +73,7 @@ def export(kind: str, spec, graph: str, d: Path, coco: Path, yolov5: Path) -> Pa
             return export_onnx(None, out, imgsz=(640, 640), nms=spec, verbose=False)
         from yolo_edge.export import adapt_onnx
 
-        names = coco / "data.yaml"
-        return adapt_onnx(yolov5, out, fmt="yolov5", nms=spec, names=str(names), verbose=False)
+        return adapt_onnx(yolov5, out, fmt="yolov5", nms=spec, names=",".join(names), verbose=False)
     finally:
         nms_mod._onnx_nms = new
 
@@ -108,9 +107,11 @@ def main(argv=None):
     p.add_argument("--coco", default=str(ROOT.parent / "shared" / "data" / "coco128"))
     p.add_argument("--yolov5", default=str(ROOT.parent / "shared" / "data" / "yolov5n.onnx"))
     p.add_argument("--out", default=None)
+    p.add_argument("--only", choices=("bundled", "yolov5n"), default=None, help="one model (merged into --out)")
     args = p.parse_args(argv)
     coco, yolov5 = Path(args.coco), Path(args.yolov5)
     kinds = ["bundled"] + (["yolov5n"] if coco.is_dir() and yolov5.is_file() else [])
+    kinds = [k for k in kinds if args.only in (None, k)]
     results = {"command": "python benchmarks/nms_preselect.py" + (f" --out {args.out}" if args.out else ""),
                "machine": "2-core AMD EPYC VM, CPU only, ONNX Runtime CPUExecutionProvider (shared, under load)",
                "old_graph": f"yolo_edge/export/nms.py at {OLD_COMMIT}", "models": {}}
@@ -120,7 +121,7 @@ def main(argv=None):
             ds = dataset(kind, coco)
             r = {"data": "synthetic:val" if kind == "bundled" else "coco128 last 64 (sorted names)", "images": len(ds)}
             spec = NmsSpec("onnx", **DEPLOY)
-            a, b = (detections(export(kind, spec, g, d, coco, yolov5), ds) for g in ("old", "new"))
+            a, b = (detections(export(kind, spec, g, d, ds.names, yolov5), ds) for g in ("old", "new"))
             diff = [i for i, (x, y) in enumerate(zip(a, b)) if len(x) != len(y) or not (
                 np.array_equal(x.class_ids, y.class_ids) and np.array_equal(x.scores, y.scores)
                 and np.array_equal(x.xyxy, y.xyxy))]
@@ -129,7 +130,7 @@ def main(argv=None):
             spec = NmsSpec("onnx", **EVAL)
             for g in ("old", "new"):
                 t0 = time.perf_counter()
-                with Detector(OrtRunner(export(kind, spec, g, d, coco, yolov5))) as det:
+                with Detector(OrtRunner(export(kind, spec, g, d, ds.names, yolov5))) as det:
                     ev = evaluate_detector(det, ds, desc=f"{kind} {g}")
                 r[f"eval_{g}"] = {**EVAL, "map50_95": round(100 * ev.map50_95, 3), "map50": round(100 * ev.map50, 3),
                                   "seconds": round(time.perf_counter() - t0, 1)}
@@ -138,6 +139,10 @@ def main(argv=None):
             print(json.dumps({kind: r}, indent=1), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        if args.only and Path(args.out).is_file():  # keep the other model's numbers
+            old = json.loads(Path(args.out).read_text())
+            results["models"] = {**old.get("models", {}), **results["models"]}
+            results["command"] = "python benchmarks/nms_preselect.py --out " + args.out
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 

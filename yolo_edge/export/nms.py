@@ -181,7 +181,10 @@ def add_nms(model, nms: NmsSpec, boxes: str = "boxes", scores: str = "scores"):
 
     check_trt_limits(nms)
     if nms.flavour == "onnx":
-        outs = _onnx_nms(_Graph(g, "nms", opset), boxes, scores, nms, bd[1], sd[2])
+        n_anchors, n_classes = bd[1], sd[2]
+        if not (isinstance(n_anchors, int) and isinstance(n_classes, int)):
+            n_anchors, n_classes = _inferred_sizes(model, boxes, scores, n_anchors, n_classes)
+        outs = _onnx_nms(_Graph(g, "nms", opset), boxes, scores, nms, n_anchors, n_classes)
     elif nms.flavour == "trt":
         outs = _trt_nms(_Graph(g, "nms", opset), boxes, scores, nms)
     else:  # pragma: no cover - NmsSpec validates the flavour
@@ -195,6 +198,20 @@ def add_nms(model, nms: NmsSpec, boxes: str = "boxes", scores: str = "scores"):
         onnx.helper.make_tensor_value_info(outs[3], T.INT32, [batch, K]),
     ])
     return model
+
+
+def _inferred_sizes(model, boxes: str, scores: str, n_anchors, n_classes):
+    """A and C from ONNX shape inference when the declared outputs leave them symbolic."""
+    onnx = require("onnx")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # an odd graph: the NMS graph then pads instead
+        return n_anchors, n_classes
+    dims = {vi.name: _dims(vi) for vi in (*inferred.graph.value_info, *inferred.graph.output)}
+    b, s = dims.get(boxes) or [], dims.get(scores) or []
+    a = b[1] if len(b) == 3 and isinstance(b[1], int) and b[1] > 0 else n_anchors
+    c = s[2] if len(s) == 3 and isinstance(s[2], int) and s[2] > 0 else n_classes
+    return a, c
 
 
 def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec, num_anchors=None, num_classes=None) -> list[str]:
@@ -223,11 +240,15 @@ def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec, num_anchors=None
     # INMSLayer never sees more than its cap (PRESELECT < INMS_TOPK) and TopK's K stays < 3840.
     if width is not None:
         n_keep = min(PRESELECT, width)
-        N = G.const([n_keep], i64, "preselect")
-    else:
-        n_keep = None
-        N = G.op("Min", width_t, G.const([PRESELECT], i64, "preselect_cap"))
+    else:  # sizes unknown here: pad with PRESELECT scores of -1 (never above a threshold >= 0), so K is a
+        n_keep = PRESELECT  # constant (TensorRT's TopK needs one) and never above the axis length
+        pad = G.op("ConstantOfShape", G.op("Concat", B, G.const([PRESELECT], i64, "pad_w"), axis=0),
+                   value=G.onnx.helper.make_tensor("pad", T.FLOAT, [1], [-1.0]))
+        flat = G.op("Concat", flat, pad, axis=1)
+    N = G.const([n_keep], i64, "preselect")
     top_s, top_i = G.node("TopK", [flat, N], n_out=2, axis=1, largest=1, sorted=1)  # (B, N)
+    if width is None:  # padding columns (score -1, never selected) point at a valid anchor
+        top_i = G.op("Min", top_i, G.op("Sub", width_t, c1))
     if nms.class_agnostic:
         anc_n = top_i
         cls_n = G.op("GatherND", G.squeeze(best_cls, 1), G.unsqueeze(top_i, -1), batch_dims=1)  # (B, N)
@@ -250,7 +271,7 @@ def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec, num_anchors=None
     if nms.class_agnostic:  # rank ties by class, then anchor: column = class * N + n
         sel_class = G.unsqueeze(G.op("GatherND", cls_n, G.op("Concat", sel_batch, sel_n, axis=1)), -1)  # (M, 1)
         column = G.op("Add", G.op("Mul", sel_class, N), sel_n)
-        cols = num_classes * n_keep if n_keep is not None else None
+        cols = num_classes * n_keep if static else None
         cols_t = G.op("Mul", C, N)
     else:
         column, cols, cols_t = sel_n, n_keep, N
