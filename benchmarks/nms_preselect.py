@@ -73,7 +73,7 @@ def export(kind: str, spec, graph: str, d: Path, names, yolov5: Path) -> Path:
             return export_onnx(None, out, imgsz=(640, 640), nms=spec, verbose=False)
         from yolo_edge.export import adapt_onnx
 
-        return adapt_onnx(yolov5, out, fmt="yolov5", nms=spec, names=",".join(names), verbose=False)
+        return adapt_onnx(yolov5, out, fmt="yolov5", nms=spec, names=tuple(names), verbose=False)
     finally:
         nms_mod._onnx_nms = new
 

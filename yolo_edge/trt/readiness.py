@@ -338,7 +338,6 @@ def _check_limits(r, node, key, types, shapes, consts, err, warn, producers=None
 
 
 def _check_plugin(r: Readiness, node, key: str) -> None:
-    spec = PLUGINS[node.op_type]
     a = _attrs(node)
     version = str(a.get("plugin_version", "1"))
     r.plugins.append(f"{node.op_type} v{version}")
@@ -364,7 +363,6 @@ def _check_plugin(r: Readiness, node, key: str) -> None:
                                           node.name, node.op_type))
         if len(node.input) not in (2, 3):
             r.findings.append(Finding("error", "takes boxes, scores and optional anchors", node.name, node.op_type))
-    _ = spec
 
 
 def check_all(model_or_path, versions=TARGETS) -> list[Readiness]:
