@@ -106,7 +106,18 @@ ENUMS = {
     "TensorIOMode": {8: ["NONE", "INPUT", "OUTPUT"]},
     "LayerInformationFormat": {8: ["ONELINE", "JSON"]},
     "TensorLocation": {8: ["DEVICE", "HOST"]},
+    "LayerType": {8: ["CONVOLUTION", "ACTIVATION", "POOLING", "ELEMENTWISE", "SHUFFLE", "CONSTANT", "SHAPE",
+                      "CAST", "UNARY", "REDUCE", "TOPK", "GATHER", "SCATTER", "SELECT", "SLICE", "CONCATENATION",
+                      "RESIZE", "SOFTMAX", "MATRIX_MULTIPLY", "NMS", "FILL", "QUANTIZE", "DEQUANTIZE",
+                      "PLUGIN_V2", "IDENTITY", "CONDITION", "ASSERTION"]},
 }
+_OP_LAYER = {"Conv": "CONVOLUTION", "Sigmoid": "ACTIVATION", "Relu": "ACTIVATION", "MaxPool": "POOLING",
+             "Add": "ELEMENTWISE", "Mul": "ELEMENTWISE", "Sub": "ELEMENTWISE", "Div": "ELEMENTWISE",
+             "Reshape": "SHUFFLE", "Transpose": "SHUFFLE", "Constant": "CONSTANT", "Shape": "SHAPE", "Cast": "CAST",
+             "ReduceSum": "REDUCE", "TopK": "TOPK", "GatherND": "GATHER", "ScatterND": "SCATTER", "Where": "SELECT",
+             "Slice": "SLICE", "Concat": "CONCATENATION", "Resize": "RESIZE", "Softmax": "SOFTMAX",
+             "MatMul": "MATRIX_MULTIPLY", "NonMaxSuppression": "NMS", "ConstantOfShape": "FILL",
+             "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "Identity": "IDENTITY"}
 
 _B86 = {"create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network",
         "build_engine", "is_network_supported", "platform_has_fast_fp16", "platform_has_fast_int8",
@@ -184,10 +195,40 @@ API = {
                     "tempfile_control_flags", "load_runtime", "get_plugin_registry"}},
     "ICudaEngine": {8: _E86, 10: _E10, 11: _E11},
     "IExecutionContext": {8: _X86, 10: _X10},
-    "EngineInspector": {8: {"engine", "context", "get_layer_information", "get_engine_information", "error_recorder"},
-                        10: {"execution_context", "get_layer_information", "get_engine_information",
-                             "error_recorder"}},
+    # NVIDIA/TensorRT v8.6.1, v10.3.0 and v11.1 python/src/infer/pyCore.cpp: EngineInspector has one context
+    # property, def_property("execution_context", ...), on every version (no `engine`, no `context`)
+    "EngineInspector": {8: {"execution_context", "get_layer_information", "get_engine_information",
+                            "error_recorder"}},
+    # v8.6.1 python/src/infer/pyPlugin.cpp: IPluginRegistry / IPluginCreator
+    "IPluginRegistry": {8: {"plugin_creator_list", "get_plugin_creator", "register_creator", "deregister_creator",
+                            "error_recorder", "parent_search_enabled", "load_library", "deregister_library"}},
+    "IPluginCreator": {8: {"tensorrt_version", "name", "plugin_version", "field_names", "plugin_namespace",
+                           "create_plugin", "deserialize_plugin"}},
+    # ILayer (pyGraph.cpp): the per-layer precision API used by weakly typed builds
+    "ILayer": {8: {"name", "type", "num_inputs", "num_outputs", "get_input", "get_output", "precision",
+                   "precision_is_set", "reset_precision", "set_output_type", "get_output_type", "output_type_is_set",
+                   "reset_output_type", "metadata"}},
 }
+
+# --- what each TensorRT version's ONNX parser takes ---------------------------------------------------------
+# The op x dtype table is onnx-tensorrt's docs/operators.md (8.6-GA and 10.1-GA), transcribed in
+# yolo_edge/trt/data/onnx_trt_ops.json (repo, branch, commit in the file). The checks below are the fake's
+# own, written from the parser's behaviour (not yolo_edge.trt.readiness).
+OPS_JSON = Path(__file__).resolve().parents[1] / "yolo_edge" / "trt" / "data" / "onnx_trt_ops.json"
+# ITopKLayer: "values of K up to 3840" (NvInfer.h v8.6.1); operators.md 10.1-GA: "`K` input must be less than 3840"
+TOPK_LIMIT = {8: 3840, 10: 3839, 11: 3839}
+# INMSLayer: "only the K highest scoring boxes in each batch item will be considered for selection. The value of
+# K is 2000 for SM 5.3 and 6.2 devices, and 5000 otherwise" (NvInfer.h v8.6.1 / v10.3.0 / v11.1)
+INMS_TOPK = 5000
+PLUGIN_NOT_FOUND = "Plugin not found, are the plugin name, version, and namespace correct?"  # onnxOpImporters.cpp
+
+
+def has_dla(version: str) -> bool:
+    """NVIDIA "Working with DLA" (TensorRT 11.4.1): 10.7 was the last 10.x with DLA; none in 11.0-11.3;
+    11.4.0 Windows on ARM only; 11.4.1+ on AGX Orin with JetPack 7.2.2+."""
+    v = tuple(int(x) for x in (str(version).split(".") + ["0", "0"])[:3])
+    return v < (10, 8, 0) or v >= (11, 4, 1)
+
 
 
 def _pick(table: dict, major: int):
@@ -438,6 +479,50 @@ _LAYER_TYPES = {"Conv": "CaskConvolution", "Concat": "NoOp", "Reshape": "Shuffle
                 "Softmax": "CaskSoftMax", "MatMul": "CaskGemmMatrixMultiply"}
 
 
+def device_graph(onnx_path: str, plugins=()):
+    """The ONNX as the fake "device" runs it: each NonMaxSuppression sees only the best INMS_TOPK
+    (class, box) scores of an image, like INMSLayer; with a plugin, the graph up to its inputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(onnx_path)
+    g = model.graph
+    if plugins:
+        p = plugins[0]
+        keep = [n for n in g.node if n.name != p["node"]]
+        del g.node[:]
+        g.node.extend(keep)
+        del g.output[:]
+        g.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in p["inputs"][:2])
+        return model
+    extra = []
+    for i, n in enumerate(list(g.node)):
+        if n.op_type != "NonMaxSuppression":
+            continue
+        s, p = n.input[1], f"_inms{i}"
+        g.initializer.extend([numpy_helper.from_array(np.array([0, -1], np.int64), p + "_flat"),
+                              numpy_helper.from_array(np.array([INMS_TOPK], np.int64), p + "_cap"),
+                              numpy_helper.from_array(np.array([1], np.int64), p + "_one"),
+                              numpy_helper.from_array(np.array([-1], np.int64), p + "_m1"),
+                              numpy_helper.from_array(np.array(-1.0, np.float32), p + "_neg")])
+        extra += [helper.make_node("Reshape", [s, p + "_flat"], [p + "_f"]),
+                  helper.make_node("Shape", [p + "_f"], [p + "_shape"]),
+                  helper.make_node("Gather", [p + "_shape", p + "_one"], [p + "_w"]),
+                  helper.make_node("Min", [p + "_w", p + "_cap"], [p + "_k"]),
+                  helper.make_node("TopK", [p + "_f", p + "_k"], [p + "_v", p + "_i"], axis=1),
+                  helper.make_node("Gather", [p + "_v", p + "_m1"], [p + "_kth"], axis=1),  # (B, 1)
+                  helper.make_node("Unsqueeze", [p + "_kth", p + "_one"], [p + "_kth3"]),  # (B, 1, 1)
+                  helper.make_node("GreaterOrEqual", [s, p + "_kth3"], [p + "_mask"]),
+                  helper.make_node("Where", [p + "_mask", s, p + "_neg"], [p + "_s"])]
+        n.input[1] = p + "_s"
+    if extra:
+        first = min(i for i, n in enumerate(g.node) if n.op_type == "NonMaxSuppression")
+        nodes = list(g.node)
+        del g.node[:]
+        g.node.extend(nodes[:first] + extra + nodes[first:])
+    return model
+
+
 def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_cores: int = 0,
                   parse_errors=()) -> FakeTensorRT:
     """A fake ``tensorrt`` module for ``version`` (8.6.x, 10.x, 11.x).
@@ -529,6 +614,8 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
             object.__setattr__(self, "_inputs", [])
             object.__setattr__(self, "_outputs", [])
             object.__setattr__(self, "_nodes", [])
+            object.__setattr__(self, "_layers", [])
+            object.__setattr__(self, "_plugins", [])
             object.__setattr__(self, "_onnx", None)
             object.__setattr__(self, "name", "")
 
@@ -552,7 +639,113 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
 
         @property
         def num_layers(self):
-            return len(self._nodes)
+            return len(self._layers)
+
+        def get_layer(self, i):
+            return self._layers[i]
+
+        @property
+        def _strong(self) -> bool:
+            return major >= 11 or self._flag("STRONGLY_TYPED")
+
+    class Layer(Strict):
+        API_NAME = "ILayer"
+
+        def __init__(self, name, op, inputs, outputs):
+            super().__init__(trt)
+            object.__setattr__(self, "name", name)
+            object.__setattr__(self, "_op", op)
+            object.__setattr__(self, "type", getattr(enums["LayerType"], _OP_LAYER.get(op, "PLUGIN_V2")))
+            object.__setattr__(self, "_in", inputs)
+            object.__setattr__(self, "_out", outputs)
+            object.__setattr__(self, "_precision", None)
+            object.__setattr__(self, "_out_types", {})
+
+        @property
+        def num_inputs(self):
+            return len(self._in)
+
+        @property
+        def num_outputs(self):
+            return len(self._out)
+
+        def get_input(self, i):
+            return self._in[i]
+
+        def get_output(self, i):
+            return self._out[i]
+
+        @property
+        def precision(self):
+            return self._precision or DT.FLOAT
+
+        @precision.setter
+        def precision(self, dtype):
+            object.__setattr__(self, "_precision", dtype)
+
+        @property
+        def precision_is_set(self):
+            return self._precision is not None
+
+        def set_output_type(self, index, dtype):
+            self._out_types[int(index)] = dtype
+
+        def get_output_type(self, index):
+            return self._out_types.get(int(index), self._out[index].dtype)
+
+    class PluginCreator(Strict):
+        """EfficientNMS_TRT's creator: like EfficientNMSPluginCreator::createPlugin (NVIDIA/TensorRT v10.3.0
+        plugin/efficientNMSPlugin/efficientNMSPlugin.cpp) it validates each field it is given and writes it
+        into a member ``mParam`` kept between calls, so a field not given keeps the previous plugin's value."""
+
+        API_NAME = "IPluginCreator"
+
+        def __init__(self):
+            super().__init__(trt)
+            object.__setattr__(self, "name", "EfficientNMS_TRT")
+            object.__setattr__(self, "plugin_version", "1")
+            object.__setattr__(self, "plugin_namespace", "")
+            object.__setattr__(self, "_param", {"score_threshold": 0.0, "iou_threshold": 0.0, "max_output_boxes": 0,
+                                                "background_class": -1, "score_activation": 0, "class_agnostic": 0,
+                                                "box_coding": 0})
+
+        def create_plugin(self, name, fields: dict):
+            p = self._param
+            valid = {"score_threshold": lambda v: v >= 0, "iou_threshold": lambda v: v > 0,
+                     "max_output_boxes": lambda v: v > 0, "background_class": lambda v: True,
+                     "score_activation": lambda v: v in (0, 1), "class_agnostic": lambda v: v in (0, 1),
+                     "box_coding": lambda v: v in (0, 1)}
+            for k, v in fields.items():
+                if k in valid:
+                    if not valid[k](v):
+                        trt._fake_log("ERROR", f"EfficientNMSPluginCreator: PLUGIN_VALIDATE failed for {k} = {v}")
+                        return None
+                    p[k] = v
+            return dict(p)
+
+    class PluginRegistry(Strict):
+        API_NAME = "IPluginRegistry"
+
+        @property
+        def plugin_creator_list(self):
+            return [trt._fake_creator] if trt._fake_plugins_loaded else []
+
+        def get_plugin_creator(self, type, version, plugin_namespace=""):  # noqa: A002 - TensorRT's names
+            if trt._fake_plugins_loaded and type == "EfficientNMS_TRT" and str(version) == "1":
+                return trt._fake_creator
+            return None
+
+    d["_fake_plugins_loaded"] = False
+    d["_fake_creator"] = PluginCreator()
+    registry = PluginRegistry(trt)
+
+    def init_libnvinfer_plugins(logger, namespace):
+        record("init_libnvinfer_plugins", logger, namespace)
+        d["_fake_plugins_loaded"] = True
+        return True
+
+    put("init_libnvinfer_plugins", init_libnvinfer_plugins)
+    put("get_plugin_registry", lambda: registry)
 
     class ParserError(Strict):
         API_NAME = "ParserError"
@@ -599,9 +792,73 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
                 self._errors.extend(ParserError(desc, node) for desc, node in parse_errors)
                 return False
             import onnx
+            from onnx import numpy_helper
 
             model = onnx.load(str(path))
             inits = {i.name for i in model.graph.initializer}
+            consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+            consts.update({n.output[0]: numpy_helper.to_array(a.t) for n in model.graph.node
+                           if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+            try:
+                typed = onnx.shape_inference.infer_shapes(model)
+            except Exception:
+                typed = model
+            onnx_types = {vi.name: _ONNX_DTYPES.get(vi.type.tensor_type.elem_type)
+                          for g in (typed.graph,) for vi in (*g.input, *g.output, *g.value_info)}
+            onnx_types.update({i.name: _ONNX_DTYPES.get(i.data_type) for i in model.graph.initializer})
+            table = json.loads(OPS_JSON.read_text())["versions"]["8.6" if major == 8 else "10"]
+            opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+            lo, hi = table["opsets"]
+            if not lo <= opset <= hi:
+                self._errors.append(ParserError(f"Unsupported ONNX opset {opset} (TensorRT {trt.__version__}: "
+                                                f"{lo}..{hi})", -1))
+                return False
+            word = {"FLOAT": "FP32", "HALF": "FP16", "INT32": "INT32", "INT64": "INT32" if major == 8 else "INT64",
+                    "INT8": "INT8", "UINT8": "UINT8", "BOOL": "BOOL", "BF16": "BF16"}
+            strong = net._strong
+            types = dict(onnx_types)
+            for idx, n in enumerate(model.graph.node):
+                row = table["operators"].get(n.op_type) if n.domain in ("", "ai.onnx") else None
+                if row is None:
+                    if major == 8:  # the 8.6 parser calls initLibNvInferPlugins itself (ModelImporter.cpp)
+                        d["_fake_plugins_loaded"] = True
+                    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+                    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+                    creator = registry.get_plugin_creator(n.op_type, str(attrs.get("plugin_version", "1")), "")
+                    if creator is None:
+                        self._errors.append(ParserError(PLUGIN_NOT_FOUND, idx))
+                        return False
+                    params = creator.create_plugin(n.name, {k: v for k, v in attrs.items() if k != "plugin_version"})
+                    if params is None:
+                        self._errors.append(ParserError(f"could not create plugin {n.op_type}", idx))
+                        return False
+                    net._plugins.append({"node": n.name, "op": n.op_type, "inputs": list(n.input),
+                                         "outputs": list(n.output), "params": params})
+                    continue
+                if not row["supported"]:
+                    self._errors.append(ParserError(f"No importer registered for op: {n.op_type}", idx))
+                    return False
+                name = {"Where": 1}.get(n.op_type, 0)
+                check = n.output[0] if n.op_type == "ConstantOfShape" else (n.input[name] if len(n.input) > name else "")
+                t = word.get(onnx_types.get(check) or "", None)
+                if t and row["types"] and t not in row["types"]:
+                    self._errors.append(ParserError(f"{n.op_type}: unsupported data type {t} of '{check}' "
+                                                    f"(supported: {', '.join(row['types'])})", idx))
+                    return False
+                if n.op_type == "TopK":
+                    k = consts.get(n.input[1]) if len(n.input) > 1 else None
+                    if k is None or int(np.asarray(k).reshape(-1)[0]) > TOPK_LIMIT[major]:
+                        self._errors.append(ParserError(f"TopK: K must be a constant <= {TOPK_LIMIT[major]}", idx))
+                        return False
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                    zp = consts.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+                    if zp is not None and np.any(zp != 0):
+                        self._errors.append(ParserError("zero point must be zero", idx))
+                        return False
+                if n.op_type == "DequantizeLinear" and strong:
+                    # IDequantizeLayer: "For strongly typed networks, output data type is inferred from scale
+                    # data type" (NvInfer.h v10.3.0)
+                    types[n.output[0]] = onnx_types.get(n.input[1], "FLOAT")
 
             def tensor(vi):
                 dt = _ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "FLOAT")
@@ -611,9 +868,16 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
                          for x in vi.type.tensor_type.shape.dim]
                 return Tensor(vi.name, shape, getattr(DT, dt))
 
+            def dtype_of(name):
+                dt = types.get(name) or "FLOAT"
+                return getattr(DT, "INT32" if dt == "INT64" and major < 10 else dt)
+
             net._inputs.extend(tensor(i) for i in model.graph.input if i.name not in inits)
             net._outputs.extend(tensor(o) for o in model.graph.output)
             net._nodes.extend((n.name or n.op_type, n.op_type, list(n.input), list(n.output)) for n in model.graph.node)
+            net._layers.extend(Layer(n.name or n.op_type, n.op_type, [Tensor(i, [], dtype_of(i)) for i in n.input if i],
+                                     [Tensor(o, [], dtype_of(o)) for o in n.output]) for n in model.graph.node)
+            object.__setattr__(net, "_types", {k: v for k, v in types.items() if v})
             object.__setattr__(net, "_onnx", str(Path(path).resolve()))
             return True
 
@@ -698,9 +962,16 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
             return True
 
         def create_timing_cache(self, data):
-            return TimingCache(b"" if not data else data)
+            data = bytes(data or b"")
+            if data and not data.startswith(f"FAKE-TIMING-CACHE {trt.__version__}\n".encode()):
+                # createTimingCache returns nullptr (None in Python) for a blob it cannot read
+                trt._fake_log("ERROR", "createTimingCache: the timing cache was made by another TensorRT or GPU")
+                return None
+            return TimingCache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache is None:  # pybind11: an `ITimingCache const&` parameter does not take None
+                raise TypeError("set_timing_cache(): incompatible function arguments (cache: tensorrt.ITimingCache)")
             object.__setattr__(self, "_timing_cache", cache)
             return True
 
@@ -713,7 +984,7 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
         def __init__(self, logger):
             super().__init__(trt)
             record("Builder", logger)
-            object.__setattr__(self, "num_DLA_cores", dla_cores)
+            object.__setattr__(self, "num_DLA_cores", dla_cores if has_dla(trt.__version__) else 0)
             if "platform_has_fast_fp16" in _pick(API["Builder"], major):
                 object.__setattr__(self, "platform_has_fast_fp16", True)
 
@@ -744,7 +1015,16 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
                     "profile": {k: [list(x) for x in v] for k, v in profile.items()},
                     "network_flags": [n for n in enums["NetworkDefinitionCreationFlag"]._members if network._flag(n)],
                     "builder_flags": sorted(config._flags), "qdq": bool(qdq),
-                    "device": config.default_device_type.name, "layers": network._nodes}
+                    "device": config.default_device_type.name, "layers": network._nodes,
+                    "plugins": network._plugins, "types": network._types,
+                    "pinned": [l.name for l in network._layers if l.precision_is_set and l._precision == DT.FLOAT]}
+            if blob["device"] == "DLA":
+                # a strongly typed network carries no FP16/INT8 builder flags, which DLA needs: its layers
+                # fall back to the GPU (with GPU_FALLBACK) without an error
+                dla_ok = not network._strong or major >= 11
+                blob["dla_layers"] = sum(op == "Conv" for _, op, _, _ in network._nodes) if dla_ok else 0
+                if not dla_ok:
+                    trt._fake_log("WARNING", "DLA: no layer runs on DLA without FP16/INT8 builder flags")
             return HostMemory(json.dumps(blob).encode())
 
         def _problems(self, network, config) -> str | None:
@@ -776,15 +1056,10 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
         def __init__(self, engine):
             super().__init__(trt)
             object.__setattr__(self, "_engine", engine)
-            for k in ("engine", "context", "execution_context"):
-                if k in _pick(API["EngineInspector"], major):
-                    object.__setattr__(self, k, engine if k == "engine" else None)
+            object.__setattr__(self, "execution_context", None)
 
         def _context(self):
-            for k in ("context", "execution_context"):
-                if k in _pick(API["EngineInspector"], major):
-                    return object.__getattribute__(self, k)
-            return None
+            return object.__getattribute__(self, "execution_context")
 
         def get_engine_information(self, fmt):
             assert fmt == enums["LayerInformationFormat"].JSON
@@ -869,14 +1144,26 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
         def _compute(self, feeds):
             if self._blob.get("compute"):
                 return COMPUTES[self._blob["compute"]](feeds)
+            plugins = self._blob.get("plugins") or []
             if self._session is None:
                 import onnxruntime as ort
 
                 opts = ort.SessionOptions()
                 opts.log_severity_level = 3
                 opts.intra_op_num_threads = 1
-                object.__setattr__(self, "_session", ort.InferenceSession(self._blob["onnx"], opts,
+                model = device_graph(self._blob["onnx"], plugins)
+                object.__setattr__(self, "_session", ort.InferenceSession(model.SerializeToString(), opts,
                                                                           providers=["CPUExecutionProvider"]))
+            if plugins:  # the graph up to the plugin in ONNX Runtime, the plugin as its numpy model
+                from yolo_edge.export.nms import efficient_nms_reference
+
+                p = plugins[0]
+                b, sc = self._session.run(p["inputs"][:2], feeds)
+                q = p["params"]
+                outs = efficient_nms_reference(b, sc, q["score_threshold"], q["iou_threshold"], q["max_output_boxes"],
+                                               bool(q["class_agnostic"]), q["background_class"],
+                                               num_selected_boxes=INMS_TOPK)
+                return dict(zip(p["outputs"], outs))
             names = [t["name"] for t in self._io if t["mode"] == "OUTPUT"]
             return dict(zip(names, self._session.run(names, feeds)))
 
@@ -918,16 +1205,22 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
             known = context is not None and all(t["name"] in context._shapes for t in self._io if t["mode"] == "INPUT")
             int8_ok = blob.get("qdq") and ("INT8" in blob["builder_flags"] or "STRONGLY_TYPED" in blob["network_flags"]
                                            or major >= 11)
-            fp16 = "FP16" in blob["builder_flags"]
+            fp16 = "FP16" in blob["builder_flags"]  # weak typing: FP16 allowed everywhere not pinned
+            obey = "OBEY_PRECISION_CONSTRAINTS" in blob["builder_flags"]
+            pinned = set(blob.get("pinned", [])) if obey else set()
+            types = blob.get("types", {})
             producers = {o: op for _, op, _, outs in blob["layers"] for o in outs}
             layers = []
             for name, op, ins, outs in blob["layers"]:
                 if op in ("QuantizeLinear", "DequantizeLinear", "Constant"):
                     continue
+                out_t = types.get(outs[0]) if outs else None
                 if op == "Conv" and int8_ok and producers.get(ins[0]) == "DequantizeLinear":
                     fmt, dt, tf = "Thirty-two wide channel vectorized row major Int8 format", "Int8", "kCHW32"
-                elif op == "Conv" and fp16:
+                elif op == "Conv" and fp16 and name not in pinned:
                     fmt, dt, tf = "Channel major FP16 format where channel % 8 == 0", "Half", "kHWC8"
+                elif out_t == "HALF" or (fp16 and out_t == "FLOAT" and name not in pinned):
+                    fmt, dt, tf = "Row major linear FP16 format", "Half", "kLINEAR"
                 else:
                     fmt, dt, tf = "Row major linear FP32 format", "Float", "kLINEAR"
                 if dynamic and not known:
@@ -965,6 +1258,10 @@ def make_fake_trt(version: str = "10.3.0", *, cuda: FakeCuda | None = None, dla_
             if blob.get("tensorrt") != trt.__version__:
                 trt._fake_log("ERROR", f"engine built by TensorRT {blob.get('tensorrt')}, this is {trt.__version__}")
                 return None
+            for p in blob.get("plugins", []):
+                if registry.get_plugin_creator(p["op"], "1", "") is None:
+                    trt._fake_log("ERROR", f"IPluginRegistry::getCreator: Cannot find plugin: {p['op']}, version: 1")
+                    return None
             return Engine(blob)
 
     put("Runtime", Runtime)

@@ -348,7 +348,7 @@ def test_trt_flavour_graph_structure(exports, tmp_path):
     attrs = node_attributes(node)
     assert attrs == pytest.approx(trt_attributes(spec))  # floats stored as float32
     assert attrs["score_threshold"] == pytest.approx(0.3) and attrs["iou_threshold"] == pytest.approx(0.6)
-    assert attrs["max_output_boxes"] == 50 and "class_agnostic" not in attrs and attrs["background_class"] == -1
+    assert attrs["max_output_boxes"] == 50 and attrs["class_agnostic"] == 0 and attrs["background_class"] == -1
     assert attrs["box_coding"] == 0 and attrs["score_activation"] == 0 and attrs["plugin_version"] == "1"
     producers = {o: n.op_type for n in m.graph.node for o in n.output}
     assert "boxes" in producers and "scores" in producers  # wired to the decoded tensors

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _fit_batchnorm
 
 onnx = pytest.importorskip("onnx")
 
@@ -185,15 +184,16 @@ def test_fake_engine_and_context_api_per_version():
     with pytest.raises(NotImplementedError):  # exists in 8.6 (deprecated), the fake does not implement it
         eng.num_bindings  # noqa: B018
     insp = eng.create_engine_inspector()
-    assert insp.context is None
-    with pytest.raises(AttributeError):
-        insp.execution_context  # noqa: B018
+    assert insp.execution_context is None  # the only context property of the 8.6.1 binding (pyCore.cpp)
+    for attr in ("context", "engine"):
+        with pytest.raises(AttributeError):
+            getattr(insp, attr)
 
 
 # --- build paths per version -----------------------------------------------------------------------
 @pytest.mark.parametrize("version, precision, network_flags, builder_flags, mode", [
     ("8.6", "fp32", 1 << 0, [], "builder-flags"),
-    ("8.6", "fp16", 1 << 0, ["FP16"], "builder-flags"),
+    ("8.6", "fp16", 1 << 0, ["FP16", "OBEY_PRECISION_CONSTRAINTS"], "builder-flags"),  # FP32 tail pinned
     ("8.6", "int8", 1 << 0, ["INT8"], "builder-flags"),
     ("10", "fp32", 1 << 1, [], "strongly-typed"),
     ("10", "fp16", 1 << 1, [], "strongly-typed"),
@@ -227,7 +227,7 @@ def test_build_int8_report_shows_int8_layers(models, tmp_path):
     assert calls(trt, "IExecutionContext.set_input_shape")[0][0] == ("images", (1, 3, 16, 16))
     assert read_manifest(res.engine)["layers"]["counts"] == counts
     res16 = do_build(make_fake_trt(VERSIONS["8.6"]), models["fp16"], tmp_path)
-    assert res16.report.counts()["FP16"] == 2
+    assert res16.report.counts()["FP16"] == 3  # two FP16 convs + the input cast; the FP32 tail is pinned
 
 
 def test_build_11_report_schema(models, tmp_path):
@@ -348,12 +348,14 @@ def test_dla_options(models, tmp_path):
     res = do_build(trt, models["int8"], tmp_path, dla_core=1)
     assert calls(trt, "IBuilderConfig.default_device_type=")[0][0][0].name == "DLA"
     assert calls(trt, "IBuilderConfig.DLA_core=")[0][0] == (1,)
-    assert flag_names(trt, "IBuilderConfig.set_flag") == ["GPU_FALLBACK"]
+    # DLA on 10.x: weakly typed with FP16/INT8 flags (strong typing forbids the flags DLA needs)
+    assert flag_names(trt, "IBuilderConfig.set_flag") == ["INT8", "FP16", "GPU_FALLBACK"]
+    assert [a for a, _ in calls(trt, "Builder.create_network")] == [(0,)]
     assert calls(trt, "IOptimizationProfile.set_shape")[0][0][3] == (1, 3, 16, 16)  # DLA default: batch 1
     assert read_manifest(res.engine)["build"]["dla_core"] == 1
     trt = make_fake_trt(VERSIONS["8.6"], dla_cores=2)
     do_build(trt, models["fp16"], tmp_path, dla_core=0, gpu_fallback=False)
-    assert flag_names(trt, "IBuilderConfig.set_flag") == ["FP16"]
+    assert flag_names(trt, "IBuilderConfig.set_flag") == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
     with pytest.raises(YoloEdgeError, match="has 0 DLA core"):
         do_build(make_fake_trt(VERSIONS["10"]), models["int8"], tmp_path, dla_core=0)
     with pytest.raises(YoloEdgeError, match="DLA runs FP16 and INT8 only"):
@@ -389,7 +391,10 @@ def test_trtexec_lines_per_version(models, tmp_path):
     common = (f"{shapes} --memPoolSize=workspace:1024 --timingCacheFile={tmp_path}/t.cache")
     tail = f"--profilingVerbosity=detailed --exportLayerInfo={tmp_path}/m.engine.layers.json"
     head = f"trtexec --onnx={models['fp16']} --saveEngine={tmp_path}/m.engine {common}"
-    assert line("8.6.1", models["fp16"]) == f"{head} --fp16 --noTF32 {tail}"
+    l86 = line("8.6.1", models["fp16"])
+    assert l86.startswith(f"{head} --fp16 --precisionConstraints=obey --layerPrecisions=cast_b:fp32,cast_s:fp32,")
+    assert "--layerOutputTypes=cast_b:fp32," in l86 and "mul_b:fp32" in l86 and "conv_boxes" not in l86
+    assert l86.endswith(f"--noTF32 {tail}")
     assert line("10.3.0", models["fp16"]) == f"{head} --stronglyTyped --noTF32 {tail}"
     assert line("11.0", models["fp16"]) == f"{head} --noTF32 {tail}"
     assert "--int8 --noTF32" in line("8.6", models["int8"])
@@ -398,7 +403,8 @@ def test_trtexec_lines_per_version(models, tmp_path):
     implicit = line("8.6.1", models["fp32"], calibration_cache=cache, fp16_fallback=True)
     assert f"--int8 --calib={cache} --fp16 --noTF32" in implicit and "--stronglyTyped" not in implicit
     dla = line("10.3", models["int8"], dla_core=0, tf32=True, opt_level=5)
-    assert dla.endswith(f"--stronglyTyped --useDLACore=0 --allowGPUFallback --builderOptimizationLevel=5 {tail}")
+    assert dla.endswith(f"--fp16 --int8 --useDLACore=0 --allowGPUFallback --builderOptimizationLevel=5 {tail}")
+    assert "--stronglyTyped" not in dla  # DLA on 10.x needs the precision flags
     assert "--workspace=" not in dla and "--noTF32" not in dla
 
 
@@ -741,9 +747,10 @@ def test_load_runner_dispatches_engines(tmp_path, fake, monkeypatch):
 # --- imports stay light -------------------------------------------------------------------------------
 def test_trt_layer_imports_nothing_heavy():
     code = ("import sys; import yolo_edge.trt, yolo_edge.trt.cli, yolo_edge.runtime.trt_runner, "
-            "yolo_edge.evaluate.parity, yolo_edge.evaluate.parity_cli\n"
+            "yolo_edge.evaluate.parity, yolo_edge.evaluate.parity_cli, yolo_edge.trt.readiness, yolo_edge.trt.doctor\n"
             "from yolo_edge.cli import main\n"
-            "try:\n    main(['build', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "for c in ('check', 'doctor', 'build'):\n"
+            "    try:\n        main([c, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'pycuda', 'cuda', 'torch', 'onnx', "
             "'onnxruntime')]\nassert not bad, bad\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -752,72 +759,4 @@ def test_trt_layer_imports_nothing_heavy():
     assert "--print-trtexec" in r.stdout
 
 
-# --- real TensorRT (skipped without it) -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small real export: FP32 ONNX without NMS, and its FP16 / INT8 Q/DQ versions."""
-    torch = pytest.importorskip("torch")
-    from yolo_edge.export import export_onnx
-    from yolo_edge.model import YOLO, ModelConfig, save_checkpoint
-    from yolo_edge.precision import PrecisionConfig, run_precision
-
-    d = tmp_path_factory.mktemp("real")
-    from yolo_edge.data import SYNTHETIC_NAMES, load_dataset
-    from yolo_edge.letterbox import letterbox_batch
-
-    torch.manual_seed(0)
-    model = YOLO(ModelConfig(scale="n", nc=len(SYNTHETIC_NAMES), names=list(SYNTHETIC_NAMES)))
-    # BatchNorm statistics from real images, so that activations do not vanish and the scores of
-    # anchors differ (a freshly initialised model scores every anchor alike: NMS ties everywhere)
-    calib = load_dataset("synthetic:calib")
-    x, _ = letterbox_batch([calib[i].image for i in range(32)], 128)
-    _fit_batchnorm(model, torch.from_numpy(x))
-    with torch.no_grad():
-        for level in model.head.cls:
-            level[-1].weight.mul_(0.1)
-            level[-1].bias.fill_(0.0)
-    ckpt = d / "tiny.pt"
-    save_checkpoint(ckpt, model, imgsz=[128, 128])
-    fp32 = export_onnx(ckpt, d / "model.onnx", imgsz=128, nms=NmsSpec("none"), verbose=False)
-    res = run_precision(fp32, PrecisionConfig(out_dir=str(d), calib="synthetic:calib", calib_images=16,
-                                              val=None, show_progress=False, build_engines=False))
-    return {"pt": ckpt, "fp32": fp32, "fp16": res.paths.get("fp16"), "int8": res.paths.get("int8"),
-            "cache": res.paths.get("cache")}
-
-
-@pytest.mark.needs_trt
-@pytest.mark.needs_cuda
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_real_build_and_parity_against_onnxruntime(exported, tmp_path, precision):
-    from yolo_edge.evaluate.parity import parity
-
-    onnx_path = exported[precision]
-    assert onnx_path is not None, f"the precision job wrote no {precision} model"
-    engine = tmp_path / f"model.{precision}.engine"
-    res = build(BuildConfig(onnx_path, engine, max_batch=4), log=None)
-    m = verify(engine)  # this machine, these files
-    assert m["precision"] == precision and res.report is not None and res.report.detailed
-    if precision == "int8":
-        assert res.report.counts().get("INT8", 0) > 0, res.report.table()
-    r = parity(onnx_path, engine, data="synthetic:val", max_images=16, levels=(1, 2, 3), budget_map=1.0)
-    print(r.table())
-    if precision == "fp32":
-        assert r.strict and r.passed, r.table()  # FP32 engine (TF32 off) = ONNX Runtime at 1e-4
-    else:
-        assert not r.strict and r.passed, r.table()  # FP16 / INT8 engine vs the same graph in ONNX Runtime
-
-
-@pytest.mark.needs_trt
-@pytest.mark.needs_cuda
-def test_real_implicit_int8_and_runner(exported, tmp_path):
-    from yolo_edge.runtime.trt_runner import TrtRunner
-    from yolo_edge.trt.compat import TrtVersion, tensorrt
-
-    if not TrtVersion.of(tensorrt()).calibrators or exported["cache"] is None:
-        pytest.skip("implicit INT8 needs TensorRT <= 10 and a calibration cache for its version")
-    engine = tmp_path / "implicit.engine"
-    build(BuildConfig(exported["fp32"], engine, calibration_cache=exported["cache"], max_batch=2), log=None)
-    x = np.random.default_rng(0).random((3, 3, 128, 128), dtype=np.float32)  # 3 > max batch 2: chunked
-    with TrtRunner(engine) as r:
-        out = r.infer({"images": x})
-    assert out["boxes"].shape[0] == 3 and np.isfinite(out["scores"]).all()
+# --- real TensorRT: tests/test_trt_device.py (bundled trained model, both NMS flavours, strict budgets) ---

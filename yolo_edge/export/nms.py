@@ -10,19 +10,28 @@ in one of two flavours:
 ``onnx`` (default) — the standard ``NonMaxSuppression`` operator (ONNX Runtime on any device;
 TensorRT >= 8.5 maps it to ``INMSLayer``), padded to a fixed ``K`` inside the graph::
 
-    scores_t = Transpose(scores)                       (B, C, A)
-    selected = NonMaxSuppression(boxes, scores_t, K, iou, score)   (N, 3) = (batch, class, anchor)
-    dense    = ConstantOfShape(B, max(C*A, K)) = -1    ScatterND(dense, (batch, class*A + anchor), score)
-    values, index = TopK(dense, K)                     (B, K): score desc, ties -> lower class, then anchor
-    class, anchor = index // A, index % A ;  box = GatherND(boxes, anchor, batch_dims=1)
-    num_dets = sum(values > -0.5) ;  padding rows -> box 0, score 0, class 0
+    scores_t = Transpose(scores)                          (B, C, A)
+    top_s, top_i = TopK(Reshape(scores_t, (B, C*A)), N)   (B, N): the best N = min(3839, C*A) candidates
+    class, anchor = top_i // A, top_i % A ; boxes_n = GatherND(boxes, anchor)          (B, N, 4)
+    scores_n = Where(class == c, top_s, 0)                (B, C, N): each candidate in its own class row
+    selected = NonMaxSuppression(boxes_n, scores_n, K, iou, score)   (M, 3) = (batch, class, n)
+    dense    = ConstantOfShape(B, max(N, K)) = -1 ;  ScatterND(dense, (batch, n), score)
+    values, n = TopK(dense, K)                            (B, K): score desc, ties -> lower class, then anchor
+    num_dets = Cast(ReduceSum(Cast(values > -0.5, float)), int32) ;  padding rows -> box 0, score 0, class 0
 
-Every step is batched, so a dynamic batch axis works: each image gets its own K rows, nothing is
-capped or left unfiltered. The detections equal :func:`yolo_edge.postprocess.postprocess` one to
-one: candidates ``score > score_threshold``, suppression when ``IoU > iou_threshold`` with a kept
-box of the same class, at most K kept per class, then the best K over all classes ranked by score
-(ties: class, then anchor). ``class_agnostic=True`` runs NMS on each anchor's best class (the
-lowest class index on ties), which is what :func:`postprocess` does for boxes of positive area.
+Every step is batched, so a dynamic batch axis works: each image gets its own K rows. The
+pre-selection is there for TensorRT: its ``INMSLayer`` considers only the best 5000 boxes of an
+image (NvInfer.h), and TopK takes K < 3840, so the graph hands NMS at most :data:`PRESELECT`
+(3839) candidates and ONNX Runtime and TensorRT see the same ones. Greedy NMS decides a candidate
+from higher-scoring ones only, so the result equals NMS over all candidates whenever the K kept
+detections rank among the best 3839 candidates -- always at deploy thresholds (``score 0.25``:
+far fewer candidates); at evaluation thresholds (``0.001``) low-scoring tail detections can differ
+(measured in the README, "TensorRT readiness"). Within that, the detections equal
+:func:`yolo_edge.postprocess.postprocess` one to one: candidates ``score > score_threshold``,
+suppression when ``IoU > iou_threshold`` with a kept box of the same class, at most K kept per
+class, then the best K over all classes ranked by score (ties: class, then anchor).
+``class_agnostic=True`` runs NMS on each anchor's best class (the lowest class index on ties),
+pre-selecting the best N anchors, which is what :func:`postprocess` does for boxes of positive area.
 
 ``trt`` — one ``EfficientNMS_TRT`` plugin node (TensorRT only; ONNX Runtime cannot run it). Its
 semantics differ slightly from ours; :func:`efficient_nms_reference` is a numpy model of it.
@@ -46,6 +55,13 @@ from ..spec import NmsSpec
 MIN_NMS_OPSET = 12
 NMS_OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
 TRT_PLUGIN = "EfficientNMS_TRT"
+# TensorRT's TopK takes K < 3840 (onnx/onnx-tensorrt 10.1-GA docs/operators.md, TopK: "`K` input must be
+# less than 3840"; NVIDIA/TensorRT v8.6.1 include/NvInfer.h, ITopKLayer: "values of K up to 3840").
+TRT_MAX_TOPK = 3839
+# TensorRT maps NonMaxSuppression to INMSLayer, which considers only the best 5000 boxes of an image
+# (2000 on SM 5.3/6.2; NVIDIA/TensorRT v10.3.0 include/NvInfer.h, INMSLayer). The graph pre-selects
+# this many (anchor, class) candidates first, so TensorRT and ONNX Runtime see the same ones.
+PRESELECT = TRT_MAX_TOPK
 # EfficientNMS_TRT processes at most this many top-scoring candidates per image (numSelectedBoxes).
 TRT_NUM_SELECTED_BOXES = 4096
 # Below this score threshold EfficientNMS switches to a dense kernel (see efficient_nms_reference).
@@ -113,6 +129,16 @@ class _Graph:
             return self.op("Unsqueeze", x, self.const([axis], np.int64, "axes"))
         return self.op("Unsqueeze", x, axes=[axis])
 
+    def squeeze(self, x: str, axis: int) -> str:
+        if self.opset >= 13:
+            return self.op("Squeeze", x, self.const([axis], np.int64, "axes"))
+        return self.op("Squeeze", x, axes=[axis])
+
+    def unsqueeze_axes(self, x: str, axes: Sequence[int]) -> str:
+        if self.opset >= 13:
+            return self.op("Unsqueeze", x, self.const(list(axes), np.int64, "axes"))
+        return self.op("Unsqueeze", x, axes=list(axes))
+
     def reduce_sum(self, x: str, axis: int, outputs: Sequence[str] | None = None) -> str:
         if self.opset >= 13:
             return self.node("ReduceSum", [x, self.const([axis], np.int64, "axes")], outputs=outputs, keepdims=1)[0]
@@ -153,8 +179,12 @@ def add_nms(model, nms: NmsSpec, boxes: str = "boxes", scores: str = "scores"):
     if taken:
         raise ModelFormatError(f"the graph already has tensors named {sorted(taken)}: is NMS already embedded?")
 
+    check_trt_limits(nms)
     if nms.flavour == "onnx":
-        outs = _onnx_nms(_Graph(g, "nms", opset), boxes, scores, nms)
+        n_anchors, n_classes = bd[1], sd[2]
+        if not (isinstance(n_anchors, int) and isinstance(n_classes, int)):
+            n_anchors, n_classes = _inferred_sizes(model, boxes, scores, n_anchors, n_classes)
+        outs = _onnx_nms(_Graph(g, "nms", opset), boxes, scores, nms, n_anchors, n_classes)
     elif nms.flavour == "trt":
         outs = _trt_nms(_Graph(g, "nms", opset), boxes, scores, nms)
     else:  # pragma: no cover - NmsSpec validates the flavour
@@ -170,7 +200,21 @@ def add_nms(model, nms: NmsSpec, boxes: str = "boxes", scores: str = "scores"):
     return model
 
 
-def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec) -> list[str]:
+def _inferred_sizes(model, boxes: str, scores: str, n_anchors, n_classes):
+    """A and C from ONNX shape inference when the declared outputs leave them symbolic."""
+    onnx = require("onnx")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # an odd graph: the NMS graph then pads instead
+        return n_anchors, n_classes
+    dims = {vi.name: _dims(vi) for vi in (*inferred.graph.value_info, *inferred.graph.output)}
+    b, s = dims.get(boxes) or [], dims.get(scores) or []
+    a = b[1] if len(b) == 3 and isinstance(b[1], int) and b[1] > 0 else n_anchors
+    c = s[2] if len(s) == 3 and isinstance(s[2], int) and s[2] > 0 else n_classes
+    return a, c
+
+
+def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec, num_anchors=None, num_classes=None) -> list[str]:
     T = G.onnx.TensorProto
     i64 = np.int64
     K = G.const([nms.max_det], i64, "max_det")
@@ -181,33 +225,76 @@ def _onnx_nms(G: _Graph, boxes: str, scores: str, nms: NmsSpec) -> list[str]:
     scores_t = G.op("Transpose", scores, perm=[0, 2, 1])  # (B, C, A)
     shape = G.op("Shape", scores_t)
     B, C, A = G.op("Slice", shape, c0, c1), G.op("Slice", shape, c1, c2), G.op("Slice", shape, c2, c3)  # (1,) each
+    static = isinstance(num_anchors, int) and isinstance(num_classes, int) and num_anchors > 0 and num_classes > 0
 
-    if nms.class_agnostic:
+    if nms.class_agnostic:  # NMS on each anchor's best class (lowest class index on ties)
         one = G.const([1], i64, "k1")
-        best, best_cls = G.node("TopK", [scores_t, one], n_out=2, axis=1)  # (B, 1, A): best class per anchor
-        selected = G.op("NonMaxSuppression", boxes, best, K, iou, thr)  # (N, 3), class column = 0
-        sel_scores = G.op("GatherND", best, selected)  # (N,)
-        sel_class = G.unsqueeze(G.op("GatherND", best_cls, selected), -1)  # (N, 1)
+        best, best_cls = G.node("TopK", [scores_t, one], n_out=2, axis=1)  # (B, 1, A)
+        flat, width = G.squeeze(best, 1), (num_anchors if static else None)  # (B, A)
+        width_t = A
     else:
-        selected = G.op("NonMaxSuppression", boxes, scores_t, K, iou, thr)  # (N, 3) = (b, c, a)
-        sel_scores = G.op("GatherND", scores_t, selected)  # (N,)
-        sel_class = G.op("Slice", selected, c1, c2, c1)  # (N, 1)
-    sel_batch = G.op("Slice", selected, c0, c1, c1)  # (N, 1)
-    sel_anchor = G.op("Slice", selected, c2, c3, c1)  # (N, 1)
-    flat = G.op("Add", G.op("Mul", sel_class, A), sel_anchor)  # (N, 1): class * A + anchor
-    scatter_index = G.op("Concat", sel_batch, flat, axis=1)  # (N, 2)
+        flat = G.op("Reshape", scores_t, G.const([0, -1], i64, "flat"))  # (B, C*A): index = class * A + anchor
+        width = num_classes * num_anchors if static else None
+        width_t = G.op("Mul", C, A)
+    # Pre-selection: the best N candidates (score desc; ties: lower class, then anchor), so TensorRT's
+    # INMSLayer never sees more than its cap (PRESELECT < INMS_TOPK) and TopK's K stays < 3840.
+    if width is not None:
+        n_keep = min(PRESELECT, width)
+    else:  # sizes unknown here: pad with PRESELECT scores of -1 (never above a threshold >= 0), so K is a
+        n_keep = PRESELECT  # constant (TensorRT's TopK needs one) and never above the axis length
+        pad = G.op("ConstantOfShape", G.op("Concat", B, G.const([PRESELECT], i64, "pad_w"), axis=0),
+                   value=G.onnx.helper.make_tensor("pad", T.FLOAT, [1], [-1.0]))
+        flat = G.op("Concat", flat, pad, axis=1)
+    N = G.const([n_keep], i64, "preselect")
+    top_s, top_i = G.node("TopK", [flat, N], n_out=2, axis=1, largest=1, sorted=1)  # (B, N)
+    if width is None:  # padding columns (score -1, never selected) point at a valid anchor
+        top_i = G.op("Min", top_i, G.op("Sub", width_t, c1))
+    if nms.class_agnostic:
+        anc_n = top_i
+        cls_n = G.op("GatherND", G.squeeze(best_cls, 1), G.unsqueeze(top_i, -1), batch_dims=1)  # (B, N)
+        scores_n = G.unsqueeze(top_s, 1)  # (B, 1, N)
+    else:
+        cls_n, anc_n = G.op("Div", top_i, A), G.op("Mod", top_i, A)  # (B, N)
+        if static:
+            classes = G.const(np.arange(num_classes, dtype=i64).reshape(1, -1, 1), i64, "classes")
+        else:
+            classes = G.unsqueeze_axes(G.op("Range", G.const(0, i64, "r0"), G.squeeze(C, 0), G.const(1, i64, "r1")),
+                                       (0, 2))
+        mask = G.op("Equal", G.unsqueeze(cls_n, 1), classes)  # (B, C, N): the candidate's own class row
+        scores_n = G.op("Where", mask, G.unsqueeze(top_s, 1), G.const(0.0, np.float32, "zero_s"))  # (B, C, N)
+    boxes_n = G.op("GatherND", boxes, G.unsqueeze(anc_n, -1), batch_dims=1)  # (B, N, 4)
 
-    width = G.op("Max", G.op("Mul", C, A), K)  # at least K columns, so TopK(K) is valid for any C*A
-    dense = G.op("ConstantOfShape", G.op("Concat", B, width, axis=0),
+    selected = G.op("NonMaxSuppression", boxes_n, scores_n, K, iou, thr)  # (M, 3) = (b, c, n)
+    sel_scores = G.op("GatherND", scores_n, selected)  # (M,)
+    sel_batch = G.op("Slice", selected, c0, c1, c1)  # (M, 1)
+    sel_n = G.op("Slice", selected, c2, c3, c1)  # (M, 1)
+    if nms.class_agnostic:  # rank ties by class, then anchor: column = class * N + n
+        sel_class = G.unsqueeze(G.op("GatherND", cls_n, G.op("Concat", sel_batch, sel_n, axis=1)), -1)  # (M, 1)
+        column = G.op("Add", G.op("Mul", sel_class, N), sel_n)
+        cols = num_classes * n_keep if static else None
+        cols_t = G.op("Mul", C, N)
+    else:
+        column, cols, cols_t = sel_n, n_keep, N
+    scatter_index = G.op("Concat", sel_batch, column, axis=1)  # (M, 2)
+
+    if cols is not None:  # at least K columns, so TopK(K) is valid
+        W = G.const([max(cols, int(nms.max_det))], i64, "width")
+    else:
+        W = G.op("Max", cols_t, K)
+    dense = G.op("ConstantOfShape", G.op("Concat", B, W, axis=0),
                  value=G.onnx.helper.make_tensor("fill", T.FLOAT, [1], [-1.0]))  # (B, W) = -1
     dense = G.op("ScatterND", dense, scatter_index, sel_scores)
-    values, index = G.node("TopK", [dense, K], n_out=2, axis=1, largest=1, sorted=1)  # (B, K)
+    values, index = G.node("TopK", [dense, K], n_out=2, axis=1, largest=1, sorted=1)  # (B, K): ties -> lower n
+    if nms.class_agnostic:
+        index = G.op("Mod", index, N)  # column -> n
+    index = G.unsqueeze(G.op("Min", index, G.op("Sub", N, c1)), -1)  # (B, K, 1); padding clamped (masked below)
 
     valid = G.op("Greater", values, G.const(-0.5, np.float32, "pad_cut"))  # (B, K) bool
-    num_dets = G.reduce_sum(G.op("Cast", valid, to=T.INT32), 1, outputs=["num_dets"])  # (B, 1)
-    det_class = G.op("Cast", G.op("Div", index, A), to=T.INT32)  # (B, K)
-    anchor = G.op("Mod", index, A)  # (B, K), always < A
-    boxes_k = G.op("GatherND", boxes, G.unsqueeze(anchor, -1), batch_dims=1)  # (B, K, 4)
+    # ReduceSum in float (onnx-tensorrt 8.6 ReduceSum: FP32/FP16 only), then int32
+    count = G.reduce_sum(G.op("Cast", valid, to=T.FLOAT), 1)
+    num_dets = G.node("Cast", [count], outputs=["num_dets"], to=T.INT32)[0]  # (B, 1)
+    det_class = G.op("Cast", G.op("GatherND", cls_n, index, batch_dims=1), to=T.INT32)  # (B, K)
+    boxes_k = G.op("GatherND", boxes_n, index, batch_dims=1)  # (B, K, 4)
     zero_f = G.const(0.0, np.float32, "zero_f")
     det_boxes = G.node("Where", [G.unsqueeze(valid, -1), boxes_k, zero_f], outputs=["det_boxes"])[0]
     det_scores = G.node("Where", [valid, values, zero_f], outputs=["det_scores"])[0]
@@ -233,11 +320,26 @@ def nms_model(nms: NmsSpec, num_classes: int | None = None, num_anchors: int | N
     return add_nms(model, nms)
 
 
+def check_trt_limits(nms: NmsSpec) -> None:
+    """Refuse NMS settings TensorRT cannot build: ``max_det`` is a TopK K (K < 3840) in the ``onnx``
+    flavour; EfficientNMS needs ``iou_threshold > 0`` (NVIDIA/TensorRT v10.3.0
+    plugin/efficientNMSPlugin/efficientNMSPlugin.cpp, ``PLUGIN_VALIDATE(iouThreshold > 0.0F)``)."""
+    if nms.flavour == "onnx" and int(nms.max_det) > TRT_MAX_TOPK:
+        raise ModelFormatError(f"max_det {nms.max_det} is above TensorRT's TopK limit (K < 3840): use --max-det "
+                               f"{TRT_MAX_TOPK} or less")
+    if nms.flavour == "trt" and not float(nms.iou_threshold) > 0:
+        raise ModelFormatError(f"EfficientNMS_TRT needs an IoU threshold > 0 (got {nms.iou_threshold}): use e.g. "
+                               "--iou 0.45, or --nms onnx")
+
+
 def trt_attributes(nms: NmsSpec) -> dict:
     """The EfficientNMS_TRT attributes for ``nms`` (boxes are corners, scores already sigmoided).
 
-    ``class_agnostic`` is written only when true: the plugin's default is class-aware, TensorRT
-    before 8.6 and ONNX Runtime's schema of the op (TensorRT execution provider) reject the attribute.
+    Every attribute is written, ``class_agnostic`` too: ``EfficientNMSPluginCreator::createPlugin``
+    sets only the fields it is given on a member ``mParam`` it keeps between calls (NVIDIA/TensorRT
+    v10.3.0 plugin/efficientNMSPlugin/efficientNMSPlugin.cpp), so an attribute left out takes the
+    value of the previous plugin built in the same process (an agnostic build, then a class-aware
+    one, would give agnostic NMS).
     """
     attrs = {
         "background_class": -1,
@@ -247,9 +349,8 @@ def trt_attributes(nms: NmsSpec) -> dict:
         "plugin_version": "1",
         "score_activation": 0,
         "score_threshold": float(nms.score_threshold),
+        "class_agnostic": int(bool(nms.class_agnostic)),
     }
-    if nms.class_agnostic:
-        attrs["class_agnostic"] = 1
     return attrs
 
 

@@ -11,13 +11,21 @@ The precision lives in the ONNX graph (DESIGN §1): ``model.onnx`` (FP32), ``mod
   10.x; always on 11.x): every layer runs in the type the ONNX gives it, no precision flags.
 * TensorRT 8.6: ``EXPLICIT_BATCH`` network, ``BuilderFlag.FP16`` for the FP16 ONNX,
   ``BuilderFlag.INT8`` for the Q/DQ ONNX (weak typing: TensorRT may pick other kernels where
-  the ONNX does not pin the type; ``fp16_fallback`` adds FP16 to an INT8 build).
+  the ONNX does not pin the type; ``fp16_fallback`` adds FP16 to an INT8 build). Under weak typing
+  layer types are hints, so an FP16 build sets ``OBEY_PRECISION_CONSTRAINTS`` and pins every layer
+  the ONNX keeps in FP32 (the decode tail) with ``layer.precision`` / ``set_output_type``.
+* DLA (Jetson): on 10.0-10.7 a weakly typed network with the FP16/INT8 flags DLA needs (a strongly
+  typed network forbids them and its layers may fall back to the GPU silently); 10.8-11.3 have no
+  DLA, 11.4.1+ only on AGX Orin with JetPack 7.2.2+ (:func:`~yolo_edge.trt.compat.dla_support`).
+* Plugins: ``trt.init_libnvinfer_plugins`` before parsing (TensorRT 10/11's parser finds
+  ``EfficientNMS_TRT`` only in the registry) and before deserializing (every version).
 * The legacy implicit-INT8 path (TensorRT 8.6 and 10.x, deprecated in 10.1, removed in 11): the
   FP32 ONNX plus ``calibration.cache``, read by an ``IInt8*Calibrator`` that never sees images
   (the cache's key is checked against the ONNX first, DESIGN §4).
 
 Every build uses an optimization profile for a dynamic batch axis (min/opt/max), an optional
-workspace limit, a timing cache on disk, ``ProfilingVerbosity.DETAILED`` (for the inspector
+workspace limit, a timing cache on disk (one TensorRT rejects, from another version or GPU, is
+replaced by a new one), ``ProfilingVerbosity.DETAILED`` (for the inspector
 report) and, on Jetson, optionally a DLA core with GPU fallback. TF32 is disabled unless asked for,
 so that FP32 layers compute in FP32 (parity with ONNX Runtime, DESIGN §6).
 
@@ -39,7 +47,7 @@ from ..deps import require
 from ..errors import ModelFormatError, YoloEdgeError
 from ..spec import ModelSpec
 from ..util import atomic_write, sha256_file
-from .compat import TrtVersion, make_logger, tensorrt
+from .compat import TrtVersion, init_plugins, make_logger, tensorrt
 
 CALIBRATORS = {  # cache header algorithm -> calibrator class (TensorRT Python API, Int8 section)
     "EntropyCalibration2": "IInt8EntropyCalibrator2",
@@ -276,7 +284,8 @@ def plan_build(cfg: BuildConfig, version, info: OnnxInfo | None = None) -> Build
                          "explicit Q/DQ model (model.int8.onnx)")
     else:
         precision = info.precision
-        if version.strongly_typed:
+        dla_weak = cfg.dla_core is not None and version.major == 10 and precision != "fp32"
+        if version.strongly_typed and not dla_weak:
             mode = "strongly-typed"
             network_flags = ["STRONGLY_TYPED"] if version.strongly_typed_flag else []
             if cfg.fp16_fallback:
@@ -284,14 +293,31 @@ def plan_build(cfg: BuildConfig, version, info: OnnxInfo | None = None) -> Build
                              "precision is the ONNX's")
         else:
             mode = "builder-flags"
-            network_flags = ["EXPLICIT_BATCH"]
+            network_flags = ["EXPLICIT_BATCH"] if version.explicit_batch_flag else []
             if precision == "fp16":
                 builder_flags = ["FP16"]
             elif precision == "int8":
-                builder_flags = ["INT8"] + (["FP16"] if cfg.fp16_fallback else [])
+                builder_flags = ["INT8"] + (["FP16"] if cfg.fp16_fallback or dla_weak else [])
+            if dla_weak:
+                # DLA runs only what the FP16/INT8 builder flags allow ("Working with DLA", TensorRT 10.x);
+                # a strongly typed network forbids those flags, and its layers may silently fall back to
+                # the GPU. So DLA builds on 10.x use the (deprecated, still present) weakly typed path.
+                notes.append(f"DLA on TensorRT {version}: weakly typed network with builder flags "
+                             f"{'+'.join(builder_flags)} (a strongly typed network cannot target DLA precisions)")
+            if precision == "fp16":
+                notes.append("FP16 with weak typing: the FP32 layers of the ONNX are pinned to FP32 "
+                             "(OBEY_PRECISION_CONSTRAINTS)")
+                builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
         calibration = _onnx_calibration_record(info)
 
     if cfg.dla_core is not None:
+        from .compat import dla_support
+
+        ok, why = dla_support(version)
+        if not ok:
+            raise YoloEdgeError(why)
+        if why:
+            notes.append(why)
         if precision == "fp32":
             raise YoloEdgeError("DLA runs FP16 and INT8 only: build the FP16 or INT8 ONNX for DLA "
                                 "(yolo-edge export --fp16 / --int8)")
@@ -422,6 +448,8 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
     say(f"build: {cfg.onnx} -> {cfg.engine} ({plan.precision}, {plan.mode}, TensorRT {version})")
 
     logger = make_logger(trt, cfg.verbose)
+    # before parsing: 10/11's parser finds EfficientNMS_TRT only in the registry
+    init_plugins(trt, logger, required=plan.onnx.spec is not None and plan.onnx.spec.nms.flavour == "trt")
     builder = trt.Builder(logger)
     flags = 0
     for name in plan.network_flags:
@@ -432,6 +460,9 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
         errors = _parser_errors(parser)
         raise ModelFormatError(f"TensorRT {version} cannot parse {cfg.onnx}: " + "; ".join(errors or ["unknown error"]))
 
+    if "OBEY_PRECISION_CONSTRAINTS" in plan.builder_flags:
+        pinned = pin_fp32_layers(network, trt)
+        say(f"build: {pinned} FP32 layers of the ONNX pinned to FP32")
     config = builder.create_builder_config()
     if cfg.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_mib) << 20)
@@ -469,6 +500,15 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
     if tc_path is not None:
         blob = tc_path.read_bytes() if tc_path.is_file() else b""
         timing_cache = config.create_timing_cache(blob)
+        if timing_cache is None:  # createTimingCache returns nullptr for a blob it rejects
+            notes.append(f"timing cache {tc_path} was rejected by TensorRT {version} (another version or GPU, or "
+                         "corrupt); starting a new one")
+            say(f"build: {notes[-1]}")
+            blob = b""
+            timing_cache = config.create_timing_cache(b"")
+            if timing_cache is None:
+                raise YoloEdgeError(f"TensorRT {version} could not create an empty timing cache; build with "
+                                    "--no-timing-cache")
         if not config.set_timing_cache(timing_cache, False):
             notes.append(f"timing cache {tc_path} was made by another TensorRT or GPU; starting a new one")
             timing_cache = config.create_timing_cache(b"")
@@ -491,7 +531,7 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
     if cfg.inspect:
         try:
             runtime = trt.Runtime(logger)
-            engine = runtime.deserialize_cuda_engine(data)
+            engine = runtime.deserialize_cuda_engine(data)  # plugins registered above
             if engine is None:
                 raise YoloEdgeError("the engine just built does not deserialize")
             opt = {n: s["opt"] for n, s in plan.profile.items()}
@@ -520,6 +560,42 @@ def build(cfg: BuildConfig, *, trt=None, env: dict | None = None, cuda=None, log
     return result
 
 
+def fp32_node_names(onnx_path) -> list[str]:
+    """Names of the ONNX nodes whose outputs are all float32 (the layers a weakly typed FP16 build
+    pins to FP32; the trtexec line lists them in ``--layerPrecisions``/``--layerOutputTypes``)."""
+    onnx = require("onnx")
+    model = onnx.load(str(onnx_path))
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # pragma: no cover - odd graph: the build pins from TensorRT's own types
+        pass
+    g = model.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.output, *g.value_info)}
+    f32 = onnx.TensorProto.FLOAT
+    return [n.name for n in g.node if n.name and n.output and n.op_type not in ("Constant", "Shape")
+            and all(types.get(o) == f32 for o in n.output)]
+
+
+def pin_fp32_layers(network, trt) -> int:
+    """Weak typing (TensorRT 8.6): pin every layer whose outputs are FP32 in the ONNX to FP32
+    (``layer.precision`` + ``set_output_type``), so that ``BuilderFlag.FP16`` does not run the FP32
+    decode tail in FP16; with ``OBEY_PRECISION_CONSTRAINTS`` TensorRT must follow them (without it
+    the types are hints). Returns the number of layers pinned."""
+    skip = {getattr(trt.LayerType, n, None) for n in ("CONSTANT", "SHAPE", "ASSERTION")}
+    fp32 = trt.DataType.FLOAT
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in skip or layer.num_outputs == 0:
+            continue
+        if all(layer.get_output(j).dtype == fp32 for j in range(layer.num_outputs)):
+            layer.precision = fp32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, fp32)
+            pinned += 1
+    return pinned
+
+
 def _profile_record(plan: BuildPlan) -> dict:
     if plan.profile:
         return plan.profile
@@ -542,7 +618,9 @@ def adopt_engine(cfg: BuildConfig, *, env: dict | None = None, trt=None, cuda=No
     trt = trt or tensorrt()
     version = TrtVersion.of(trt)
     plan = plan_build(cfg, version)
-    engine = trt.Runtime(make_logger(trt)).deserialize_cuda_engine(cfg.engine.read_bytes())
+    logger = make_logger(trt)
+    init_plugins(trt, logger, required=False)  # an EfficientNMS engine deserializes only with them registered
+    engine = trt.Runtime(logger).deserialize_cuda_engine(cfg.engine.read_bytes())
     if engine is None:
         raise YoloEdgeError(f"TensorRT {version} cannot deserialize {cfg.engine}: it was built by another TensorRT "
                             "version or for another GPU; rebuild it here")

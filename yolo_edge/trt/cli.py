@@ -116,8 +116,60 @@ def build_inspect(p) -> None:
     p.add_argument("--json", default=None, help="also write the report as JSON")
 
 
+def cmd_check(args) -> int:
+    from .readiness import TARGETS, check_onnx
+
+    versions = TARGETS if args.trt == "all" else (args.trt,)
+    reports = [check_onnx(args.onnx, v) for v in versions]
+    for r in reports:
+        print(r.text())
+    if args.json:
+        from ..util import atomic_write
+
+        with atomic_write(args.json, "w") as f:
+            json.dump([r.to_dict() for r in reports], f, indent=1)
+        print(f"wrote {args.json}")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def build_check(p) -> None:
+    p.add_argument("onnx", help="an ONNX model (yolo-edge export writes model.onnx, .fp16.onnx, .int8.onnx)")
+    p.add_argument("--trt", default="all", choices=("8.6", "10", "11", "all"),
+                   help="TensorRT version to check against (default: all three)")
+    p.add_argument("--json", default=None, help="also write the findings as JSON")
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import DoctorConfig, run_doctor
+
+    cfg = DoctorConfig(out=Path(args.out), imgsz=args.imgsz, data=args.data, max_images=args.max_images,
+                       precisions=tuple(args.precisions.split(",")), nms=tuple(args.nms.split(",")),
+                       calib_images=args.calib_images, trtexec=not args.no_trtexec)
+    report = run_doctor(cfg)
+    print(report.markdown())
+    print(f"wrote {report.json_path} and {report.md_path}")
+    return report.exit_code
+
+
+def build_doctor(p) -> None:
+    p.add_argument("--out", default="runs/doctor", help="report folder (doctor.json, doctor.md, models, engines)")
+    p.add_argument("--imgsz", type=int, default=320, help="export size of the bundled model (default 320)")
+    p.add_argument("--data", default="synthetic:val",
+                   help="labelled data for parity levels 2-3 (default synthetic:val)")
+    p.add_argument("--max-images", type=int, default=32, help="images for parity (default 32)")
+    p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
+    p.add_argument("--nms", default="onnx,trt,none",
+                   help="NMS flavours, comma-separated (default onnx,trt,none; none gives parity level 1)")
+    p.add_argument("--calib-images", type=int, default=64, help="INT8 calibration images (default 64)")
+    p.add_argument("--no-trtexec", action="store_true", help="skip the trtexec timing comparison")
+
+
 COMMANDS = [
     ("build", cmd_build, "build a TensorRT engine (+ manifest, layer report) from a yolo-edge ONNX", build_build),
     ("inspect", cmd_inspect, "per-layer precision and format of a TensorRT engine (which layers run INT8)",
      build_inspect),
+    ("check", cmd_check, "will TensorRT 8.6/10/11 parse this ONNX? operators x types, plugins, limits (no TensorRT "
+     "needed)", build_check),
+    ("doctor", cmd_doctor, "field self-test on the device: versions, plugins, FP32/FP16/INT8 builds of both NMS "
+     "flavours, parity 1-3, runner vs trtexec timing; JSON + Markdown report", build_doctor),
 ]

@@ -108,6 +108,44 @@ class TrtVersion:
                                 "API); use JetPack 5.1+ or pip install 'tensorrt>=8.6'")
 
 
+def init_plugins(trt, logger, required: bool = True) -> bool:
+    """Register TensorRT's own plugins (EfficientNMS_TRT, ...) in the plugin registry.
+
+    Needed before parsing an ONNX with a plugin node on TensorRT 10/11 (onnx-tensorrt 10.x's
+    ``importPluginCreator`` only looks in the registry; the 8.6-GA parser called
+    ``initLibNvInferPlugins`` itself, ``ModelImporter.cpp``) and before deserializing an engine
+    that contains a plugin, on every version. Polygraphy does the same before parsing and before
+    deserializing (NVIDIA/TensorRT v10.3.0 tools/Polygraphy/polygraphy/backend/trt/loader.py).
+    Calling it twice is harmless (the library registers each creator once). Returns whether the
+    plugins are registered; raises when ``required`` and they could not be."""
+    init = getattr(trt, "init_libnvinfer_plugins", None)
+    ok = bool(init(logger, "")) if init is not None else False
+    if not ok and required:
+        raise YoloEdgeError("TensorRT could not load its plugin library (libnvinfer_plugin), which EfficientNMS_TRT "
+                            "needs: install the TensorRT plugins package (e.g. libnvinfer-plugin10, or the tensorrt "
+                            "pip wheel) next to TensorRT, or export with --nms onnx")
+    return ok
+
+
+def dla_support(version: "TrtVersion") -> tuple[bool, str]:
+    """Whether TensorRT ``version`` can build for a DLA core, and why not.
+
+    NVIDIA "Working with DLA" (TensorRT 11.4.1 docs): "TensorRT 10.7 was the last 10.x release that
+    supported DLA"; "DLA was unavailable in TensorRT 11.0 through 11.3"; "TensorRT 11.4.0 supported DLA
+    only on Windows on ARM"; 11.4.1 supports it "on NVIDIA Jetson AGX Orin when using NVIDIA JetPack
+    7.2.2 or later", with strongly typed networks."""
+    v = (version.major, version.minor, version.patch)
+    if v < (10, 8, 0):
+        return True, ""
+    if v < (11, 4, 0):
+        return False, (f"TensorRT {version} has no DLA support (10.7 was the last 10.x release with DLA; 11.0-11.3 "
+                       "have none): build for the GPU, or use the TensorRT of your JetPack (JetPack 6: 10.3)")
+    if v < (11, 4, 1):
+        return False, (f"TensorRT {version} supports DLA only on Windows on ARM; on Jetson use TensorRT 11.4.1+ "
+                       "with JetPack 7.2.2+")
+    return True, "DLA on TensorRT 11.4.1+ needs Jetson AGX Orin with JetPack 7.2.2 or later"
+
+
 def make_logger(trt, verbose: bool = False):
     """A ``trt.Logger`` at WARNING (or INFO when ``verbose``)."""
     return trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)

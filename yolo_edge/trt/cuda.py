@@ -25,6 +25,9 @@ from ..deps import available, require
 from ..errors import MissingDependency, YoloEdgeError
 
 BACKENDS = ("cuda-python", "pycuda")
+# Both backends record the CUDA version of the driver (cuDriverGetVersion / cudaDriverGetVersion), so
+# an engine built with one backend is not refused by the other (the manifest compares the major).
+CUDA_SOURCE = "driver"
 
 
 @dataclass
@@ -140,7 +143,7 @@ class PycudaBackend(CudaBackend):  # pragma: no cover - needs a GPU (tests/test_
         cc = self.device.compute_capability()
         return {"gpu": self.device.name(), "compute_capability": f"{cc[0]}.{cc[1]}",
                 "cuda": _cuda_version(self.cuda.get_driver_version()),
-                "cuda_source": "driver (pycuda.driver.get_driver_version)"}
+                "cuda_source": CUDA_SOURCE}
 
     def close(self) -> None:
         self.ctx.detach()
@@ -165,6 +168,13 @@ class CudaPythonBackend(CudaBackend):  # pragma: no cover - needs a GPU (tests/t
         self.dev = int(device)
         self._check(self.rt.cudaSetDevice(self.dev))
         self._host: dict[int, int] = {}  # id(array) -> pointer
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The CUDA runtime's current device is per host thread: set it in the calling thread, so
+        a runner built in one thread and run in another (stream pipeline) works on its device."""
+        self._check(self.rt.cudaSetDevice(self.dev))
+        yield
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -216,8 +226,8 @@ class CudaPythonBackend(CudaBackend):  # pragma: no cover - needs a GPU (tests/t
         prop = self._check(self.rt.cudaGetDeviceProperties(self.dev))
         name = prop.name.split(b"\0", 1)[0].decode() if isinstance(prop.name, bytes) else str(prop.name)
         return {"gpu": name, "compute_capability": f"{prop.major}.{prop.minor}",
-                "cuda": _cuda_version(self._check(self.rt.cudaRuntimeGetVersion())),
-                "cuda_source": "runtime (cudaRuntimeGetVersion)"}
+                "cuda": _cuda_version(self._check(self.rt.cudaDriverGetVersion())),
+                "cuda_source": CUDA_SOURCE}
 
 
 def _cuda_version(v) -> str | None:

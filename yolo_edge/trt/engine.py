@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import YoloEdgeError
-from .compat import TrtVersion, dims, make_logger, nptype, tensorrt
+from .compat import TrtVersion, dims, init_plugins, make_logger, nptype, tensorrt
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,14 @@ def load_engine(path, trt=None, verbose: bool = False):
     path = Path(path)
     trt = trt or tensorrt()
     TrtVersion.of(trt).require_supported()
-    runtime = trt.Runtime(make_logger(trt, verbose))
+    logger = make_logger(trt, verbose)
+    init_plugins(trt, logger, required=False)  # engines with EfficientNMS_TRT need the registry
+    runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         raise YoloEdgeError(f"TensorRT {trt.__version__} cannot deserialize {path}: it was built by another TensorRT "
-                            "version or for another GPU (see the TensorRT error above); rebuild it with yolo-edge build")
+                            "version or for another GPU, or it needs a plugin library that is not loaded (see the "
+                            "TensorRT error above); rebuild it with yolo-edge build")
     return trt, runtime, engine
 
 

@@ -220,21 +220,12 @@ def engine_information(engine, trt, shapes: dict[str, Sequence[int]] | None = No
                 if any(int(d) < 0 for d in shape):
                     shape = engine.get_tensor_profile_shape(name, 0)[1]  # (min, opt, max)
             context.set_input_shape(name, tuple(int(d) for d in shape))
-        # Python attribute: `context` in TensorRT 8.x and early 10.x, `execution_context` in later
-        # 10.x and 11.x (EngineInspector pages of those releases); use whichever exists.
-        attr = "execution_context" if _has_attr(inspector, "execution_context") else "context"
-        setattr(inspector, attr, context)
+        # the binding's only context property on 8.6.1, 10.3.0 and 11.1 (NVIDIA/TensorRT
+        # python/src/infer/pyCore.cpp, EngineInspector: def_property("execution_context", ...))
+        inspector.execution_context = context
     except Exception:  # no GPU memory for a context: inspect the engine alone (formats may read N/A)
         context = None
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-
-
-def _has_attr(obj, name: str) -> bool:
-    try:
-        getattr(obj, name)
-        return True
-    except AttributeError:
-        return False
 
 
 def inspect_engine(engine_path, shapes=None) -> EngineReport:
@@ -244,10 +235,12 @@ def inspect_engine(engine_path, shapes=None) -> EngineReport:
         raise YoloEdgeError(f"file not found: {p}")
     if p.suffix == ".json":
         return parse_engine_information(p.read_text())
-    from .compat import make_logger, tensorrt
+    from .compat import init_plugins, make_logger, tensorrt
 
     trt = tensorrt()
-    runtime = trt.Runtime(make_logger(trt))
+    logger = make_logger(trt)
+    init_plugins(trt, logger, required=False)
+    runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(p.read_bytes())
     if engine is None:
         raise YoloEdgeError(f"TensorRT {trt.__version__} cannot deserialize {p} (built by another TensorRT version?)")

@@ -7,10 +7,13 @@ migration page and the 10.x→11.x trtexec migration page):
   10); a size without a suffix is in MiB.
 * ``--minShapes/--optShapes/--maxShapes=<input>:<d0>x<d1>x...`` for the dynamic batch profile.
 * ``--timingCacheFile=<file>`` reads and updates the timing cache.
-* precision: 8.6 ``--fp16`` (FP16 ONNX) / ``--int8`` (Q/DQ ONNX); 10.x ``--stronglyTyped``;
+* precision: 8.6 ``--fp16`` (FP16 ONNX, with ``--precisionConstraints=obey`` and the ONNX's FP32
+  layers in ``--layerPrecisions``/``--layerOutputTypes``) / ``--int8`` (Q/DQ ONNX); 10.x ``--stronglyTyped``
+  (DLA on 10.0-10.7: ``--fp16``/``--int8``, weakly typed);
   11.x nothing ("--stronglyTyped is no longer needed: it is always enabled", and ``--fp16``,
   ``--int8``, ``--best``, ``--calib`` are removed). Legacy implicit INT8: ``--int8
-  --calib=<cache>`` (8.6 and 10.x only).
+  --calib=<cache>`` (8.6 and 10.x only), for EntropyCalibration2 caches only: trtexec's
+  calibrator is always an ``IInt8EntropyCalibrator2``.
 * ``--noTF32`` unless TF32 was asked for (the build clears ``BuilderFlag.TF32``). Not in the 11.x
   removal list, so kept there too (unverified on 11.x).
 * DLA: ``--useDLACore=<n>`` and ``--allowGPUFallback``.
@@ -25,7 +28,12 @@ from __future__ import annotations
 
 import shlex
 
+from ..errors import YoloEdgeError
 from .compat import TrtVersion
+
+# trtexec's calibrator (RndInt8Calibrator) is an IInt8EntropyCalibrator2 (NVIDIA/TensorRT v8.6.1 and v10.3.0
+# samples/common/sampleEngines.cpp); a cache of another algorithm does not match its header and is ignored.
+TRTEXEC_CALIBRATION = "EntropyCalibration2"
 
 
 def _shape(dims) -> str:
@@ -48,6 +56,12 @@ def trtexec_command(plan, shell: bool = False):
     if cfg.timing_cache_path is not None:
         args.append(f"--timingCacheFile={cfg.timing_cache_path}")
     if plan.mode == "implicit-int8":
+        algo = plan.calibration.get("algorithm")
+        if algo != TRTEXEC_CALIBRATION:
+            raise YoloEdgeError(
+                f"trtexec calibrates with IInt8EntropyCalibrator2 only (NVIDIA/TensorRT samples/common/sampleEngines.cpp"
+                f", RndInt8Calibrator), so it would ignore this {algo} cache and calibrate on random data: build with "
+                f"`{cfg.command()}` instead, or use an EntropyCalibration2 cache (yolo-edge export --int8 writes one)")
         args += ["--int8", f"--calib={plan.calibration['cache']}"]
         if "FP16" in plan.builder_flags:
             args.append("--fp16")
@@ -59,6 +73,14 @@ def trtexec_command(plan, shell: bool = False):
             args.append("--fp16")
         if "INT8" in plan.builder_flags:
             args.append("--int8")
+        if "OBEY_PRECISION_CONSTRAINTS" in plan.builder_flags:  # weak typing: pin the ONNX's FP32 layers
+            from .build import fp32_node_names
+
+            names = fp32_node_names(cfg.onnx)
+            args.append("--precisionConstraints=obey")
+            if names:
+                args += ["--layerPrecisions=" + ",".join(f"{n}:fp32" for n in names),
+                         "--layerOutputTypes=" + ",".join(f"{n}:fp32" for n in names)]
     if "TF32" in plan.cleared_flags:
         args.append("--noTF32")
     if cfg.dla_core is not None:
