@@ -1,0 +1,191 @@
+"""Triton runner: a model served by NVIDIA Triton Inference Server, over ``tritonclient``.
+
+    runner = load_runner("grpc://triton.local:8001/yolo11n")      # or http://host:8000/yolo11n[/VERSION]
+    with Detector(runner) as det:
+        dets = det(image)
+
+The runner reads the model's metadata (input and output names, dtypes, shapes) and its config
+from the server; the yolo-edge ModelSpec (class names, letterbox, NMS thresholds) comes from the
+config's ``parameters { key: "yolo_edge" }`` that ``yolo-edge deploy triton`` writes. Letterboxing
+and unletterboxing stay on the client (in :class:`Detector`), exactly as with the local runners.
+
+A batch larger than the model's ``max_batch_size`` is sent in chunks. Connection failures, a
+missing or unready model and a model that is not a yolo-edge deployment raise
+:class:`YoloEdgeError` with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import numpy as np
+
+from ..deps import require
+from ..errors import ModelFormatError, YoloEdgeError
+from ..spec import ModelSpec
+from .base import Runner, TensorInfo
+
+DATATYPES = {"FP32": np.float32, "FP16": np.float16, "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8,
+             "INT8": np.int8, "BOOL": np.bool_, "FP64": np.float64}
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "https": 8443}
+# Path(...) collapses '//' to '/', so accept one or two slashes after the scheme.
+_URI = re.compile(r"^(grpc|https?):/{1,2}([^/]+)/([^/]+)(?:/(\d+))?/?$")
+
+
+def is_triton_uri(path) -> bool:
+    return bool(re.match(r"^(grpc|https?):/", str(path)))
+
+
+def parse_uri(uri) -> tuple[str, str, str, str]:
+    """``grpc://host[:port]/model[/version]`` -> (scheme, "host:port", model, version or "")."""
+    m = _URI.match(str(uri))
+    if not m:
+        raise YoloEdgeError(f"not a Triton model URI: '{uri}'; use grpc://HOST:8001/MODEL[/VERSION] or "
+                            "http://HOST:8000/MODEL[/VERSION]")
+    scheme, host, model, version = m.group(1), m.group(2), m.group(3), m.group(4) or ""
+    if ":" not in host:
+        host = f"{host}:{DEFAULT_PORTS[scheme]}"
+    return scheme, host, model, version
+
+
+class TritonRunner(Runner):
+    name = "triton"
+
+    def __init__(self, uri, timeout: float = 30.0, client=None):
+        """
+        Args:
+            uri: ``grpc://host:port/model[/version]`` or ``http(s)://host:port/model[/version]``.
+            timeout: seconds for each call to the server (connection checks and inference).
+            client: an already built ``tritonclient`` client (tests).
+        """
+        self.scheme, self.host, self.model, self.version = parse_uri(uri)
+        self.uri = f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
+        self.timeout = float(timeout)
+        if self.scheme == "grpc":
+            self.tc = require("tritonclient.grpc")
+        else:
+            self.tc = require("tritonclient.http")
+        self.utils = require("tritonclient.utils")
+        self.client = client or self._make_client()
+        self._check_ready()
+        config = self._call(self.client.get_model_config, self.model, self.version, what="read the model config")
+        config = config.get("config", config) if isinstance(config, dict) else config
+        meta = self._call(self.client.get_model_metadata, self.model, self.version, what="read the model metadata")
+        self.config = config
+        self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        spec = self._spec(config)
+        inputs = [TensorInfo(t["name"], tuple(int(d) if int(d) > 0 else None for d in t["shape"]),
+                             np.dtype(DATATYPES.get(t["datatype"], np.float32))) for t in meta["inputs"]]
+        super().__init__(spec, inputs, [t["name"] for t in meta["outputs"]])
+        self.output_layout  # noqa: B018  (a model with other outputs fails here, not mid-stream)
+
+    # -- connection --------------------------------------------------------------------------
+    def _make_client(self):
+        kwargs = {"url": self.host}
+        if self.scheme == "http":
+            kwargs.update(connection_timeout=self.timeout, network_timeout=self.timeout)
+        elif self.scheme == "https":
+            kwargs.update(ssl=True, connection_timeout=self.timeout, network_timeout=self.timeout)
+        try:
+            return self.tc.InferenceServerClient(**kwargs)
+        except Exception as e:  # tritonclient raises several types for a bad URL
+            raise YoloEdgeError(f"cannot create a Triton client for {self.uri}: {_msg(e)}") from e
+
+    def _call(self, fn, *args, what: str, **kwargs):
+        kw = dict(kwargs)
+        if self.scheme == "grpc":
+            kw["client_timeout"] = self.timeout
+        if fn.__name__ in ("get_model_config", "get_model_metadata") and self.scheme == "grpc":
+            kw["as_json"] = True
+        try:
+            return fn(*args, **kw)
+        except Exception as e:  # InferenceServerException, socket errors, gevent timeouts
+            raise YoloEdgeError(f"triton: cannot {what} of '{self.model}' at {self.scheme}://{self.host}: "
+                                f"{_msg(e)}") from e
+
+    def _check_ready(self) -> None:
+        where = f"{self.scheme}://{self.host}"
+        kw = {"client_timeout": self.timeout} if self.scheme == "grpc" else {}
+        try:
+            live = self.client.is_server_live(**kw)
+        except Exception as e:  # connection refused, DNS, timeout
+            raise YoloEdgeError(f"triton: cannot reach a server at {where} ({_msg(e)}); start it "
+                                "(tritonserver --model-repository REPO) or check the host and port") from e
+        if not live:
+            raise YoloEdgeError(f"triton: the server at {where} is not live; check its log")
+        try:
+            ready = self.client.is_model_ready(self.model, self.version, **kw)
+        except Exception as e:
+            raise YoloEdgeError(f"triton: cannot ask {where} about model '{self.model}': {_msg(e)}") from e
+        if ready:
+            return
+        try:
+            index = self.client.get_model_repository_index(**kw)
+            index = index.get("models", []) if isinstance(index, dict) else index
+            if not isinstance(index, list):  # gRPC protobuf response
+                index = [{"name": m.name, "state": m.state, "reason": m.reason} for m in index.models]
+        except Exception:  # the index is a hint only
+            index = []
+        names = sorted({m.get("name", "") for m in index})
+        entry = next((m for m in index if m.get("name") == self.model), None)
+        version = f" version {self.version}" if self.version else ""
+        if entry is None and names:
+            raise YoloEdgeError(f"triton: no model '{self.model}' on {where}; it serves: {', '.join(names)}")
+        state = f" (state {entry.get('state', '?')}: {entry.get('reason', '')})" if entry else ""
+        raise YoloEdgeError(f"triton: model '{self.model}'{version} is not ready on {where}{state}; check the server "
+                            "log, or load it (tritonserver --model-control-mode=explicit --load-model NAME)")
+
+    def _spec(self, config: dict) -> ModelSpec:
+        params = config.get("parameters") or {}
+        text = (params.get("yolo_edge") or {}).get("string_value")
+        if not text:
+            raise ModelFormatError(
+                f"triton: model '{self.model}' at {self.scheme}://{self.host} is not a yolo-edge deployment (its config "
+                "has no parameters.yolo_edge); write the repository with `yolo-edge deploy triton MODEL --out REPO`")
+        return ModelSpec.from_json(text)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return None if self.max_batch_size > 0 else super().fixed_batch
+
+    def deactivate(self) -> None:
+        super().deactivate()
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # pragma: no cover - closing is best effort
+            pass
+
+    # -- inference ---------------------------------------------------------------------------
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = next(iter(feeds.values())).shape[0]
+        step = self.max_batch_size if self.max_batch_size > 0 else batch
+        if batch > step:
+            parts = [self._infer({k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, batch, step)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        dt = {t.name: t for t in self.inputs}
+        inputs = []
+        for name, arr in feeds.items():
+            t = self.tc.InferInput(name, list(arr.shape), self.utils.np_to_triton_dtype(dt[name].dtype))
+            if self.scheme == "grpc":
+                t.set_data_from_numpy(np.ascontiguousarray(arr))
+            else:
+                t.set_data_from_numpy(np.ascontiguousarray(arr), binary_data=True)
+            inputs.append(t)
+        outputs = [self.tc.InferRequestedOutput(n) if self.scheme == "grpc"
+                   else self.tc.InferRequestedOutput(n, binary_data=True) for n in self.output_names]
+        kw = {"client_timeout": self.timeout} if self.scheme == "grpc" else {}
+        try:
+            res = self.client.infer(self.model, inputs, model_version=self.version, outputs=outputs, **kw)
+        except Exception as e:  # InferenceServerException and transport errors
+            raise YoloEdgeError(f"triton: inference on '{self.model}' at {self.scheme}://{self.host} failed: "
+                                f"{_msg(e)}") from e
+        return {n: res.as_numpy(n) for n in self.output_names}
+
+
+def _msg(e: Exception) -> str:
+    text = e.message() if callable(getattr(e, "message", None)) else str(e)
+    text = " ".join(str(text).split())
+    return text[:300] + ("…" if len(text) > 300 else "")
