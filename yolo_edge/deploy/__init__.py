@@ -8,7 +8,7 @@ DeepStream nvinfer / deepstream-app configs with the bbox parser of the output c
 
 from __future__ import annotations
 
-# deepstream: added below
+from .deepstream import DeepStreamOptions, write_deepstream
 from .triton import TritonOptions, write_triton_repository
 
-__all__ = ["TritonOptions", "write_triton_repository"]
+__all__ = ["DeepStreamOptions", "TritonOptions", "write_deepstream", "write_triton_repository"]
