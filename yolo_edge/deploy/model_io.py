@@ -80,6 +80,11 @@ def _describe_onnx(path: Path) -> ModelIO:
 
     inputs = tuple(info(v) for v in model.graph.input if v.name not in inits)
     outputs = tuple(info(v) for v in model.graph.output)
+    # Symbolic non-batch dims (an export without onnxslim) are fixed by the contract: fill them in.
+    contract = {t.name: t for t in contract_outputs(spec)}
+    outputs = tuple(TensorInfo(t.name, (t.shape[0], *(d if d is not None else contract[t.name].shape[i + 1]
+                                                        for i, d in enumerate(t.shape[1:]))), t.dtype)
+                    if t.name in contract and len(t.shape) == len(contract[t.name].shape) else t for t in outputs)
     io = ModelIO(path, "onnx", spec, inputs, outputs)
     io.layout  # noqa: B018  (validates the output contract)
     return io
