@@ -36,7 +36,7 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(models, tmp_path_factory):
+def repo(models, tmp_path_factory):
     repo = tmp_path_factory.mktemp("triton_repo")
     write_triton_repository(models["nms"], repo, TritonOptions(name="nms", max_batch=4, kind="cpu"))
     write_triton_repository(models["static"], repo, TritonOptions(name="static", kind="cpu"))
@@ -48,7 +48,20 @@ def server(models, tmp_path_factory):
     (foreign / "1" / "model.onnx").write_bytes(Path(models["nms"]).read_bytes())
     (foreign / "config.pbtxt").write_text((repo / "nms" / "config.pbtxt").read_text().split("parameters {")[0]
                                           .replace('name: "nms"', 'name: "foreign"'))
-    with TritonLoopbackServer(repo, max_seconds=240, unready=("sleeping",), threads=1) as srv:
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(repo):
+    with TritonLoopbackServer(repo, max_seconds=300, unready=("sleeping",), threads=1) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def http_server(repo):
+    """The same repository behind Triton's HTTP/REST protocol (binary tensor extension)."""
+    pytest.importorskip("tritonclient.http")
+    with TritonLoopbackServer(repo, max_seconds=300, unready=("sleeping",), threads=1, protocol="http") as srv:
         yield srv
 
 
@@ -80,6 +93,14 @@ def test_detections_equal_ort(server, models, images, name):
     assert runner.spec.names == det.names
 
 
+def test_http_detections_equal_ort(http_server, models, images):
+    runner = load_runner(f"http://127.0.0.1:{http_server.port}/nms")
+    with Detector(runner) as det:
+        got = det(images)
+    with Detector(OrtRunner(models["nms"])) as det:
+        same(got, det(images))
+
+
 def test_runner_reads_config_and_metadata_from_the_server(server):
     r = load_runner(f"grpc://127.0.0.1:{server.port}/nms")
     assert r.max_batch_size == 4 and r.fixed_batch is None
@@ -103,8 +124,10 @@ def one_line(e) -> str:
     return msg
 
 
-def test_errors_are_one_clear_line(server):
-    base = f"grpc://127.0.0.1:{server.port}"
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_errors_are_one_clear_line(request, protocol):
+    srv = request.getfixturevalue("server" if protocol == "grpc" else "http_server")
+    base = f"{protocol}://127.0.0.1:{srv.port}"
     with pytest.raises(YoloEdgeError) as e:
         TritonRunner(f"{base}/nope", timeout=5)
     assert "no model 'nope'" in one_line(e) and "nms" in one_line(e)
@@ -145,3 +168,10 @@ def test_predict_cli_against_the_server(server, models, tmp_path):
     assert [r["detections"] for r in a] == [r["detections"] for r in b]
     assert main(["predict", str(img_dir), "--model", f"grpc://127.0.0.1:{server.port}/nope", "--out",
                  str(tmp_path / "c")]) == 1
+
+
+def test_parity_cli_onnx_vs_triton(server, models, tmp_path):
+    """`yolo-edge parity MODEL.onnx grpc://…` (levels 1–2): the served model is the same model."""
+    pytest.importorskip("pycocotools")
+    uri = f"grpc://127.0.0.1:{server.port}/decoded"
+    assert main(["parity", str(models["decoded"]), uri, "--max-images", "4", "--level", "1,2"]) == 0

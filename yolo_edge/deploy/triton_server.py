@@ -6,7 +6,9 @@ It is for development and tests, not production: it lets the Triton client path 
 ``inference.GRPCInferenceService`` (``grpc_service.proto``, the generated stubs ``tritonclient``
 ships as ``tritonclient.grpc.service_pb2_grpc``) that a client uses: ServerLive, ServerReady,
 ServerMetadata, ModelReady, ModelMetadata, ModelConfig, RepositoryIndex and ModelInfer with raw
-tensor contents. Each request runs as it comes (no dynamic batching across requests, no
+tensor contents. With ``protocol="http"`` it speaks Triton's HTTP/REST protocol instead (KServe v2:
+``/v2/health/*``, ``/v2/models/<name>[/ready|/config|/infer]``, ``/v2/repository/index``, with
+the binary tensor data extension). Each request runs as it comes (no dynamic batching across requests, no
 sequence batching, no shared memory). ``onnxruntime_onnx`` models are loaded; anything else is
 listed as UNAVAILABLE with the reason, as Triton does.
 
@@ -21,6 +23,7 @@ It binds 127.0.0.1 only and stops by itself after ``max_seconds``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -64,6 +67,8 @@ class _Model:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # as OrtRunner: no busy-waiting threads
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = directory / self.version / (self.config.default_model_filename or "model.onnx")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -73,6 +78,33 @@ class _Model:
     @property
     def ready(self) -> bool:
         return self.session is not None
+
+
+class RequestError(Exception):
+    """A bad request (the server answers it with an error status)."""
+
+
+def _run(m: _Model, feeds: dict, wanted: list[str]) -> list[np.ndarray]:
+    mbs = m.config.max_batch_size
+    for arr in feeds.values():
+        if mbs > 0 and arr.shape[0] > mbs:
+            raise RequestError(f"inference request batch-size must be <= {mbs} for '{m.name}'")
+    wanted = wanted or [o.name for o in m.session.get_outputs()]
+    try:
+        outs = m.session.run(wanted, feeds)
+    except Exception as e:  # onnxruntime's own exception types
+        raise RequestError(f"onnxruntime: {e}") from e
+    return wanted, [np.ascontiguousarray(a) for a in outs]
+
+
+def _metadata(m: _Model) -> dict:
+    batched = m.config.max_batch_size > 0
+
+    def meta(t):
+        return {"name": t.name, "datatype": _config_dt(t.data_type), "shape": ([-1] if batched else []) + list(t.dims)}
+
+    return {"name": m.name, "versions": [m.version], "platform": m.config.platform,
+            "inputs": [meta(t) for t in m.config.input], "outputs": [meta(t) for t in m.config.output]}
 
 
 def _servicer_class():
@@ -122,16 +154,11 @@ def _servicer_class():
 
         def ModelMetadata(self, request, context):
             m = self._model(request, context)
-            batched = m.config.max_batch_size > 0
-
-            def meta(t):
-                dims = ([-1] if batched else []) + list(t.dims)
-                return pb.ModelMetadataResponse.TensorMetadata(
-                    name=t.name, datatype=_config_dt(t.data_type), shape=dims)
-
-            return pb.ModelMetadataResponse(name=m.name, versions=[m.version], platform=m.config.platform,
-                                            inputs=[meta(t) for t in m.config.input],
-                                            outputs=[meta(t) for t in m.config.output])
+            d = _metadata(m)
+            return pb.ModelMetadataResponse(
+                name=d["name"], versions=d["versions"], platform=d["platform"],
+                inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in d["inputs"]],
+                outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in d["outputs"]])
 
         def ModelInfer(self, request, context):
             m = self._model(request, context)
@@ -148,24 +175,126 @@ def _servicer_class():
                 except ValueError:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                   f"input '{inp.name}': {arr.size} values do not fill shape {list(inp.shape)}")
-            mbs = m.config.max_batch_size
-            for name, arr in feeds.items():
-                if mbs > 0 and arr.shape[0] > mbs:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"inference request batch-size must be <= {mbs} for '{m.name}'")
-            wanted = [o.name for o in request.outputs] or [o.name for o in m.session.get_outputs()]
             try:
-                outs = m.session.run(wanted, feeds)
-            except Exception as e:  # onnxruntime's own exception types
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"onnxruntime: {e}")
+                wanted, outs = _run(m, feeds, [o.name for o in request.outputs])
+            except RequestError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             resp = pb.ModelInferResponse(model_name=m.name, model_version=m.version, id=request.id)
             for name, arr in zip(wanted, outs):
-                arr = np.ascontiguousarray(arr)
                 resp.outputs.add(name=name, datatype=_NP_TO_DT[arr.dtype], shape=list(arr.shape))
                 resp.raw_output_contents.append(arr.tobytes())
             return resp
 
     return Servicer
+
+
+def _handler_class(models: dict[str, _Model]):
+    """Triton's HTTP/REST endpoints (KServe v2 + binary tensor data extension)."""
+    import json
+    import re
+    from http.server import BaseHTTPRequestHandler
+
+    from google.protobuf import json_format
+
+    route = re.compile(r"^/v2/models/([^/]+)(?:/versions/(\d+))?(/ready|/config|/infer)?$")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict | None = None):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, obj, status: int = 200):
+            self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+
+        def _error(self, status: int, msg: str):
+            self._json({"error": msg}, status)
+
+        def _model(self, name, version, ready=True):
+            m = models.get(name)
+            if m is None:
+                self._error(400, f"Request for unknown model: '{name}' is not found")
+                return None
+            if ready and (not m.ready or version not in (None, "", m.version)):
+                self._error(400, f"Request for unknown model: '{name}' has no available versions ({m.reason})")
+                return None
+            return m
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            if path in ("/v2/health/live", "/v2/health/ready"):
+                return self._send(200, b"")
+            if path == "/v2":
+                return self._json({"name": "yolo-edge-loopback", "version": "0", "extensions": ["binary_tensor_data"]})
+            r = route.match(path)
+            if not r or r.group(3) == "/infer":
+                return self._error(404, f"not found: {path}")
+            name, version, what = r.groups()
+            if what == "/ready":
+                m = models.get(name)
+                ok = bool(m and m.ready and version in (None, m.version))
+                return self._send(200 if ok else 400, b"")
+            if what == "/config":
+                m = self._model(name, version, ready=False)
+                if m is None:
+                    return None
+                if m.config is None:
+                    return self._error(400, m.reason)
+                return self._json(json_format.MessageToDict(m.config, preserving_proto_field_name=True))
+            m = self._model(name, version)
+            return None if m is None else self._json(_metadata(m))
+
+        def do_POST(self):
+            path = self.path.split("?")[0]
+            body = self._body()
+            if path == "/v2/repository/index":
+                return self._json([{"name": m.name, "version": m.version, "state": "READY" if m.ready else
+                                    "UNAVAILABLE", "reason": m.reason} for m in models.values()])
+            r = route.match(path)
+            if not r or r.group(3) != "/infer":
+                return self._error(404, f"not found: {path}")
+            m = self._model(r.group(1), r.group(2))
+            if m is None:
+                return None
+            n = int(self.headers.get("Inference-Header-Content-Length") or len(body))
+            try:
+                req = json.loads(body[:n])
+                feeds, offset = {}, n
+                for t in req["inputs"]:
+                    size = (t.get("parameters") or {}).get("binary_data_size")
+                    dt = np.dtype(DATATYPES[t["datatype"]])
+                    if size is None:
+                        arr = np.asarray(t["data"], dt)
+                    else:
+                        arr = np.frombuffer(body, dt, count=size // dt.itemsize, offset=offset)
+                        offset += size
+                    feeds[t["name"]] = arr.reshape(t["shape"])
+                wanted, outs = _run(m, feeds, [o["name"] for o in req.get("outputs", [])])
+            except (KeyError, ValueError, TypeError) as e:
+                return self._error(400, f"bad inference request: {e}")
+            except RequestError as e:
+                return self._error(400, str(e))
+            head = {"model_name": m.name, "model_version": m.version, "outputs": [
+                {"name": nm, "datatype": _NP_TO_DT[a.dtype], "shape": list(a.shape),
+                 "parameters": {"binary_data_size": a.nbytes}} for nm, a in zip(wanted, outs)]}
+            if "id" in req:
+                head["id"] = req["id"]
+            hb = json.dumps(head).encode()
+            return self._send(200, hb + b"".join(a.tobytes() for a in outs),
+                              {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(hb))})
+
+    return Handler
 
 
 def _config_dt(data_type: int) -> str:
@@ -183,11 +312,15 @@ class TritonLoopbackServer:
         max_seconds: the server stops by itself after this long.
         unready: model names to list but not load (tests of "model not ready").
         threads: ONNX Runtime intra-op threads per model (default: ONNX Runtime's).
-        workers: concurrent requests.
+        workers: concurrent requests (gRPC).
+        protocol: ``grpc`` (Triton's GRPCInferenceService) or ``http`` (Triton's HTTP/REST).
     """
 
     def __init__(self, repo, port: int = 0, max_seconds: float = 300.0, unready=(), threads: int | None = None,
-                 workers: int = 4):
+                 workers: int = 4, protocol: str = "grpc"):
+        if protocol not in ("grpc", "http"):
+            raise YoloEdgeError(f"protocol must be grpc or http, got {protocol!r}")
+        self.protocol = protocol
         self.repo = Path(repo)
         if not self.repo.is_dir():
             raise YoloEdgeError(f"model repository not found: {self.repo}")
@@ -198,24 +331,33 @@ class TritonLoopbackServer:
         self.workers = workers
         self.port: int | None = None
         self._server = None
+        self._http = None
         self._timer: threading.Timer | None = None
         self.stopped = threading.Event()
 
     def start(self) -> "TritonLoopbackServer":
-        grpc = require("grpc")
-        service_pb2_grpc = require("tritonclient.grpc.service_pb2_grpc")
         models = {}
         for d in sorted(p for p in self.repo.iterdir() if (p / "config.pbtxt").is_file()):
             m = _Model(d, self.threads) if d.name not in self.unready else _unready(d)
             models[m.name] = m
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers),
-                                   options=[("grpc.max_send_message_length", MAX_MESSAGE),
-                                            ("grpc.max_receive_message_length", MAX_MESSAGE)])
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_servicer_class()(models), self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{self.requested_port}")
-        if not self.port:
-            raise YoloEdgeError(f"cannot bind 127.0.0.1:{self.requested_port}")
-        self._server.start()
+        if self.protocol == "http":
+            from http.server import ThreadingHTTPServer
+
+            self._http = ThreadingHTTPServer(("127.0.0.1", self.requested_port), _handler_class(models))
+            self._http.daemon_threads = True
+            self.port = self._http.server_address[1]
+            threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        else:
+            grpc = require("grpc")
+            service_pb2_grpc = require("tritonclient.grpc.service_pb2_grpc")
+            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers),
+                                       options=[("grpc.max_send_message_length", MAX_MESSAGE),
+                                                ("grpc.max_receive_message_length", MAX_MESSAGE)])
+            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_servicer_class()(models), self._server)
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{self.requested_port}")
+            if not self.port:
+                raise YoloEdgeError(f"cannot bind 127.0.0.1:{self.requested_port}")
+            self._server.start()
         self._timer = threading.Timer(self.max_seconds, self.stop)
         self._timer.daemon = True
         self._timer.start()
@@ -224,8 +366,12 @@ class TritonLoopbackServer:
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._server is not None and not self.stopped.is_set():
-            self._server.stop(grace=0).wait(5)
+        if not self.stopped.is_set():
+            if self._server is not None:
+                self._server.stop(grace=0).wait(5)
+            if self._http is not None:
+                self._http.shutdown()
+                self._http.server_close()
         self.stopped.set()
 
     def __enter__(self):
@@ -247,13 +393,15 @@ def _unready(d: Path) -> _Model:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Loopback Triton gRPC server (ONNX Runtime, 127.0.0.1 only; for tests)")
+    ap = argparse.ArgumentParser(description="Loopback Triton gRPC/HTTP server (ONNX Runtime, 127.0.0.1 only; for tests)")
     ap.add_argument("--repo", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=600.0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     args = ap.parse_args(argv)
-    server = TritonLoopbackServer(args.repo, args.port, args.max_seconds, threads=args.threads).start()
+    server = TritonLoopbackServer(args.repo, args.port, args.max_seconds, threads=args.threads,
+                                  protocol=args.protocol).start()
     print(f"PORT {server.port}", flush=True)
     try:
         while not server.stopped.wait(0.5):
