@@ -107,6 +107,49 @@ def _metadata(m: _Model) -> dict:
             "inputs": [meta(t) for t in m.config.input], "outputs": [meta(t) for t in m.config.output]}
 
 
+def _varint(buf, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+RAW_INPUT_CONTENTS = 7  # ModelInferRequest.raw_input_contents (grpc_service.proto)
+
+
+def split_infer_request(data: bytes):
+    """Deserialize a ModelInferRequest, leaving ``raw_input_contents`` as zero-copy memoryviews of
+    ``data`` (what a C++ server does; protobuf's Python API would copy each tensor twice).
+    Returns ``(request without raw contents, [memoryview, ...])``."""
+    pb = require("tritonclient.grpc.service_pb2")
+    mv = memoryview(data)
+    keep, raws, pos, n = [], [], 0, len(data)
+    while pos < n:
+        start = pos
+        key, pos = _varint(mv, pos)
+        wire = key & 7
+        if wire == 2:
+            length, pos = _varint(mv, pos)
+            if key >> 3 == RAW_INPUT_CONTENTS:
+                raws.append(mv[pos:pos + length])
+            else:
+                keep.append(mv[start:pos + length])
+            pos += length
+        elif wire == 0:
+            _, pos = _varint(mv, pos)
+            keep.append(mv[start:pos])
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            keep.append(mv[start:pos])
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    return pb.ModelInferRequest.FromString(b"".join(keep)), raws
+
+
 def _servicer_class():
     grpc = require("grpc")
     service_pb2_grpc = require("tritonclient.grpc.service_pb2_grpc")
@@ -161,12 +204,13 @@ def _servicer_class():
                 outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in d["outputs"]])
 
         def ModelInfer(self, request, context):
+            request, raws = request if isinstance(request, tuple) else (request, list(request.raw_input_contents))
             m = self._model(request, context)
-            if len(request.raw_input_contents) != len(request.inputs):
+            if len(raws) != len(request.inputs):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               "the loopback server takes inputs as raw_input_contents only")
             feeds = {}
-            for inp, raw in zip(request.inputs, request.raw_input_contents):
+            for inp, raw in zip(request.inputs, raws):
                 if inp.datatype not in DATATYPES:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported datatype {inp.datatype}")
                 arr = np.frombuffer(raw, dtype=DATATYPES[inp.datatype])
@@ -350,10 +394,18 @@ class TritonLoopbackServer:
         else:
             grpc = require("grpc")
             service_pb2_grpc = require("tritonclient.grpc.service_pb2_grpc")
-            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers),
+            pb = require("tritonclient.grpc.service_pb2")
+            servicer = _servicer_class()(models)
+            # ModelInfer first, through a deserializer that keeps tensor bytes zero-copy; the generated
+            # handler (tritonclient's service_pb2_grpc) serves every other method.
+            fast = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+                "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelInfer, request_deserializer=split_infer_request,
+                    response_serializer=pb.ModelInferResponse.SerializeToString)})
+            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers), handlers=[fast],
                                        options=[("grpc.max_send_message_length", MAX_MESSAGE),
                                                 ("grpc.max_receive_message_length", MAX_MESSAGE)])
-            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_servicer_class()(models), self._server)
+            service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
             self.port = self._server.add_insecure_port(f"127.0.0.1:{self.requested_port}")
             if not self.port:
                 raise YoloEdgeError(f"cannot bind 127.0.0.1:{self.requested_port}")

@@ -52,12 +52,16 @@ def parse_uri(uri) -> tuple[str, str, str, str]:
 class TritonRunner(Runner):
     name = "triton"
 
-    def __init__(self, uri, timeout: float = 30.0, client=None):
+    def __init__(self, uri, timeout: float = 30.0, client=None, fast: bool = True):
         """
         Args:
             uri: ``grpc://host:port/model[/version]`` or ``http(s)://host:port/model[/version]``.
             timeout: seconds for each call to the server (connection checks and inference).
             client: an already built ``tritonclient`` client (tests).
+            fast: gRPC only: send ModelInfer with the tensor bytes appended to the request once
+                (:func:`encode_infer_request`), instead of through ``tritonclient``'s ``infer``, which
+                copies a batch three more times before it leaves (tobytes, the protobuf field, the
+                serialization): for a 640x640 batch of 8 that is 39 MB each. Same message on the wire.
         """
         self.scheme, self.host, self.model, self.version = parse_uri(uri)
         self.uri = f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
@@ -68,6 +72,8 @@ class TritonRunner(Runner):
             self.tc = require("tritonclient.http")
         self.utils = require("tritonclient.utils")
         self.client = client or self._make_client()
+        self.fast = bool(fast) and self.scheme == "grpc"
+        self._infer_call = None
         self._check_ready()
         config = self._call(self.client.get_model_config, self.model, self.version, what="read the model config")
         config = config.get("config", config) if isinstance(config, dict) else config
@@ -149,15 +155,6 @@ class TritonRunner(Runner):
     def fixed_batch(self) -> int | None:
         return None if self.max_batch_size > 0 else super().fixed_batch
 
-    def deactivate(self) -> None:
-        super().deactivate()
-
-    def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # pragma: no cover - closing is best effort
-            pass
-
     # -- inference ---------------------------------------------------------------------------
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = next(iter(feeds.values())).shape[0]
@@ -165,6 +162,8 @@ class TritonRunner(Runner):
         if batch > step:
             parts = [self._infer({k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, batch, step)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self.fast:
+            return self._infer_fast(feeds)
         dt = {t.name: t for t in self.inputs}
         inputs = []
         for name, arr in feeds.items():
@@ -183,6 +182,69 @@ class TritonRunner(Runner):
             raise YoloEdgeError(f"triton: inference on '{self.model}' at {self.scheme}://{self.host} failed: "
                                 f"{_msg(e)}") from e
         return {n: res.as_numpy(n) for n in self.output_names}
+
+
+    def _infer_fast(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        grpc = require("grpc")
+        pb = require("tritonclient.grpc.service_pb2")
+        if self._infer_call is None:
+            from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
+
+            self._channel = grpc.insecure_channel(self.host, options=[
+                ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE)])
+            self._infer_call = self._channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                                         request_serializer=None,
+                                                         response_deserializer=pb.ModelInferResponse.FromString)
+        payload = encode_infer_request(self.model, self.version, feeds, self.output_names)
+        try:
+            resp = self._infer_call(payload, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise YoloEdgeError(f"triton: inference on '{self.model}' at {self.scheme}://{self.host} failed: "
+                                f"{_msg(Exception(e.details() if hasattr(e, 'details') else e))}") from e
+        return decode_infer_response(resp)
+
+    def close(self) -> None:
+        for c in (getattr(self, "_channel", None), self.client):
+            try:
+                c is not None and c.close()
+            except Exception:  # pragma: no cover - closing is best effort
+                pass
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def encode_infer_request(model: str, version: str, feeds: Mapping[str, np.ndarray], outputs) -> bytes:
+    """A serialized ``inference.ModelInferRequest`` (grpc_service.proto) with every tensor in
+    ``raw_input_contents`` (field 7), built with one copy of the tensor data: the small fields go
+    through protobuf, each tensor is appended as a length-delimited field 7 (protobuf allows a
+    message's fields in any order and repeated fields to be split)."""
+    pb = require("tritonclient.grpc.service_pb2")
+    utils = require("tritonclient.utils")
+    req = pb.ModelInferRequest(model_name=model, model_version=version)
+    parts = []
+    for name, arr in feeds.items():
+        arr = np.ascontiguousarray(arr)
+        req.inputs.add(name=name, datatype=utils.np_to_triton_dtype(arr.dtype), shape=list(arr.shape))
+        parts += [b"\x3a", _varint(arr.nbytes), memoryview(arr).cast("B")]  # 0x3a = field 7, wire type 2
+    for name in outputs:
+        req.outputs.add(name=name)
+    return b"".join([req.SerializeToString(), *parts])
+
+
+def decode_infer_response(resp) -> dict[str, np.ndarray]:
+    out = {}
+    for t, raw in zip(resp.outputs, resp.raw_output_contents):
+        out[t.name] = np.frombuffer(raw, dtype=DATATYPES[t.datatype]).reshape(tuple(t.shape))
+    return out
 
 
 def _msg(e: Exception) -> str:
