@@ -201,3 +201,30 @@ def test_fast_request_encoding_is_the_protobuf_message(server, models, images):
         slow = det(images)
     with Detector(TritonRunner(uri, fast=True)) as det:
         same(det(images), slow)
+
+
+def test_shared_memory_path(server, models, images):
+    """?shm=1: inputs go through Triton's system shared memory extension; same detections, the
+    region is unregistered and unlinked on close, and a region the server cannot open is refused."""
+    import glob
+
+    import tritonclient.grpc as tc
+    from tritonclient.utils import InferenceServerException
+
+    runner = load_runner(f"grpc://127.0.0.1:{server.port}/nms?shm=1")
+    assert runner.shared_memory
+    with Detector(runner) as det:
+        got = det(images)
+    with Detector(OrtRunner(models["nms"])) as det:
+        same(got, det(images))
+    name = runner._shm[1]
+    assert glob.glob(f"/dev/shm/{name}")
+    status = runner.client.get_system_shared_memory_status(as_json=True)
+    assert name in json.dumps(status)
+    runner.close()
+    assert not glob.glob(f"/dev/shm/{name}")
+    client = tc.InferenceServerClient(f"127.0.0.1:{server.port}")
+    with pytest.raises(InferenceServerException, match="Unable to open shared memory"):
+        client.register_system_shared_memory("bogus", "/yolo_edge_no_such_region", 16)
+    with pytest.raises(YoloEdgeError, match="grpc:// URIs only"):
+        TritonRunner("http://127.0.0.1:1/m?shm=1")

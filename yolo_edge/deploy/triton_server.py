@@ -5,11 +5,13 @@ It is for development and tests, not production: it lets the Triton client path 
 ``yolo-edge deploy triton`` be exercised without Docker or a GPU. It implements the parts of
 ``inference.GRPCInferenceService`` (``grpc_service.proto``, the generated stubs ``tritonclient``
 ships as ``tritonclient.grpc.service_pb2_grpc``) that a client uses: ServerLive, ServerReady,
-ServerMetadata, ModelReady, ModelMetadata, ModelConfig, RepositoryIndex and ModelInfer with raw
-tensor contents. With ``protocol="http"`` it speaks Triton's HTTP/REST protocol instead (KServe v2:
-``/v2/health/*``, ``/v2/models/<name>[/ready|/config|/infer]``, ``/v2/repository/index``, with
-the binary tensor data extension). Each request runs as it comes (no dynamic batching across requests, no
-sequence batching, no shared memory). ``onnxruntime_onnx`` models are loaded; anything else is
+ServerMetadata, ModelReady, ModelMetadata, ModelConfig, RepositoryIndex, ModelInfer with raw
+tensor contents, and the system shared memory extension (SystemSharedMemoryRegister / Unregister /
+Status: inputs read from a same-host client's POSIX shared memory region). With
+``protocol="http"`` it speaks Triton's HTTP/REST protocol instead (KServe v2: ``/v2/health/*``,
+``/v2/models/<name>[/ready|/config|/infer]``, ``/v2/repository/index``, binary tensor data).
+Each request runs as it comes (no dynamic batching across requests, no sequence batching, no CUDA
+shared memory). ``onnxruntime_onnx`` models are loaded; anything else is
 listed as UNAVAILABLE with the reason, as Triton does.
 
 It binds 127.0.0.1 only and stops by itself after ``max_seconds``.
@@ -158,6 +160,65 @@ def _servicer_class():
     class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         def __init__(self, models: dict[str, _Model]):
             self.models = models
+            self.regions: dict[str, tuple] = {}  # name -> (SharedMemory, key, offset, byte_size)
+            self.lock = threading.Lock()
+
+        # -- system shared memory (Triton's shared-memory extension, same-host clients) --------------
+        def SystemSharedMemoryRegister(self, request, context):
+            from multiprocessing import resource_tracker, shared_memory
+
+            with self.lock:
+                if request.name in self.regions:
+                    context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                                  f"shared memory region '{request.name}' already in manager")
+                try:
+                    shm = shared_memory.SharedMemory(request.key)
+                except (FileNotFoundError, ValueError, OSError) as e:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                  f"Unable to open shared memory region: '{request.key}' ({e})")
+                try:  # the client owns the segment: do not let this process's tracker unlink it
+                    resource_tracker.unregister(shm._name, "shared_memory")
+                except Exception:  # pragma: no cover - tracker details differ between Pythons
+                    pass
+                if request.offset + request.byte_size > shm.size:
+                    shm.close()
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shared memory region is smaller than byte_size")
+                self.regions[request.name] = (shm, request.key, request.offset, request.byte_size)
+            return pb.SystemSharedMemoryRegisterResponse()
+
+        def SystemSharedMemoryUnregister(self, request, context):
+            with self.lock:
+                for name in ([request.name] if request.name else list(self.regions)):
+                    entry = self.regions.pop(name, None)
+                    if entry is not None:
+                        try:
+                            entry[0].close()
+                        except BufferError:  # pragma: no cover - an array still views it; GC closes it
+                            pass
+            return pb.SystemSharedMemoryUnregisterResponse()
+
+        def SystemSharedMemoryStatus(self, request, context):
+            resp = pb.SystemSharedMemoryStatusResponse()
+            for name, (_, key, offset, size) in self.regions.items():
+                if not request.name or request.name == name:
+                    resp.regions[name].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                        name=name, key=key, offset=offset, byte_size=size))
+            return resp
+
+        def _shm_input(self, inp, context):
+            p = inp.parameters
+            name = p["shared_memory_region"].string_param
+            entry = self.regions.get(name)
+            if entry is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"Unable to find system shared memory region: '{name}'")
+            shm, _, offset, size = entry
+            nbytes = p["shared_memory_byte_size"].int64_param
+            off = offset + (p["shared_memory_offset"].int64_param if "shared_memory_offset" in p else 0)
+            if off + nbytes > offset + size:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"input '{inp.name}' overruns region '{name}'")
+            dt = np.dtype(DATATYPES[inp.datatype])
+            return np.frombuffer(shm.buf, dt, count=nbytes // dt.itemsize, offset=off)
 
         def _model(self, request, context, ready=True) -> _Model:
             name = request.model_name if hasattr(request, "model_name") else request.name
@@ -206,14 +267,18 @@ def _servicer_class():
         def ModelInfer(self, request, context):
             request, raws = request if isinstance(request, tuple) else (request, list(request.raw_input_contents))
             m = self._model(request, context)
-            if len(raws) != len(request.inputs):
+            n_raw = sum("shared_memory_region" not in inp.parameters for inp in request.inputs)
+            if len(raws) != n_raw:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              "the loopback server takes inputs as raw_input_contents only")
-            feeds = {}
-            for inp, raw in zip(request.inputs, raws):
+                              "the loopback server takes inputs as raw_input_contents or shared memory only")
+            feeds, raw_iter = {}, iter(raws)
+            for inp in request.inputs:
                 if inp.datatype not in DATATYPES:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported datatype {inp.datatype}")
-                arr = np.frombuffer(raw, dtype=DATATYPES[inp.datatype])
+                if "shared_memory_region" in inp.parameters:
+                    arr = self._shm_input(inp, context)
+                else:
+                    arr = np.frombuffer(next(raw_iter), dtype=DATATYPES[inp.datatype])
                 try:
                     feeds[inp.name] = arr.reshape(tuple(inp.shape))
                 except ValueError:

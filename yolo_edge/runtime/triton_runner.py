@@ -16,7 +16,10 @@ missing or unready model and a model that is not a yolo-edge deployment raise
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import weakref
 from typing import Mapping
 
 import numpy as np
@@ -30,7 +33,8 @@ DATATYPES = {"FP32": np.float32, "FP16": np.float16, "INT32": np.int32, "INT64":
              "INT8": np.int8, "BOOL": np.bool_, "FP64": np.float64}
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000, "https": 8443}
 # Path(...) collapses '//' to '/', so accept one or two slashes after the scheme.
-_URI = re.compile(r"^(grpc|https?):/{1,2}([^/]+)/([^/]+)(?:/(\d+))?/?$")
+_URI = re.compile(r"^(grpc|https?):/{1,2}([^/]+)/([^/?]+)(?:/(\d+))?/?(?:\?(.*))?$")
+_SHM_IDS = itertools.count()
 
 
 def is_triton_uri(path) -> bool:
@@ -38,7 +42,7 @@ def is_triton_uri(path) -> bool:
 
 
 def parse_uri(uri) -> tuple[str, str, str, str]:
-    """``grpc://host[:port]/model[/version]`` -> (scheme, "host:port", model, version or "")."""
+    """``grpc://host[:port]/model[/version][?shm=1]`` -> (scheme, "host:port", model, version or "")."""
     m = _URI.match(str(uri))
     if not m:
         raise YoloEdgeError(f"not a Triton model URI: '{uri}'; use grpc://HOST:8001/MODEL[/VERSION] or "
@@ -52,7 +56,8 @@ def parse_uri(uri) -> tuple[str, str, str, str]:
 class TritonRunner(Runner):
     name = "triton"
 
-    def __init__(self, uri, timeout: float = 30.0, client=None, fast: bool = True):
+    def __init__(self, uri, timeout: float = 30.0, client=None, fast: bool = True,
+                 shared_memory: bool | None = None):
         """
         Args:
             uri: ``grpc://host:port/model[/version]`` or ``http(s)://host:port/model[/version]``.
@@ -62,8 +67,15 @@ class TritonRunner(Runner):
                 (:func:`encode_infer_request`), instead of through ``tritonclient``'s ``infer``, which
                 copies a batch three more times before it leaves (tobytes, the protobuf field, the
                 serialization): for a 640x640 batch of 8 that is 39 MB each. Same message on the wire.
+            shared_memory: gRPC only, a server on this host: pass inputs through Triton's system
+                shared memory extension (a POSIX shared memory region registered with the server)
+                instead of the socket. Also ``?shm=1`` in the URI. A Triton container needs
+                ``--ipc=host`` to see the client's region.
         """
         self.scheme, self.host, self.model, self.version = parse_uri(uri)
+        query = _URI.match(str(uri)).group(5) or ""
+        if shared_memory is None:
+            shared_memory = "shm=1" in query.split("&")
         self.uri = f"{self.scheme}://{self.host}/{self.model}" + (f"/{self.version}" if self.version else "")
         self.timeout = float(timeout)
         if self.scheme == "grpc":
@@ -74,6 +86,10 @@ class TritonRunner(Runner):
         self.client = client or self._make_client()
         self.fast = bool(fast) and self.scheme == "grpc"
         self._infer_call = None
+        if shared_memory and self.scheme != "grpc":
+            raise YoloEdgeError("shared memory (?shm=1) is implemented for grpc:// URIs only")
+        self.shared_memory = bool(shared_memory)
+        self._shm = None  # (SharedMemory, region name, size)
         self._check_ready()
         config = self._call(self.client.get_model_config, self.model, self.version, what="read the model config")
         config = config.get("config", config) if isinstance(config, dict) else config
@@ -162,6 +178,8 @@ class TritonRunner(Runner):
         if batch > step:
             parts = [self._infer({k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, batch, step)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self.shared_memory:
+            return self._infer_shm(feeds)
         if self.fast:
             return self._infer_fast(feeds)
         dt = {t.name: t for t in self.inputs}
@@ -204,12 +222,74 @@ class TritonRunner(Runner):
                                 f"{_msg(Exception(e.details() if hasattr(e, 'details') else e))}") from e
         return decode_infer_response(resp)
 
+    # -- shared memory ---------------------------------------------------------------------------
+    def _shm_region(self, nbytes: int):
+        if self._shm is not None and self._shm[2] >= nbytes:
+            return self._shm
+        self._release_shm()
+        from multiprocessing import shared_memory
+
+        name = f"yolo_edge_{os.getpid()}_{next(_SHM_IDS)}"
+        shm = shared_memory.SharedMemory(name=name, create=True, size=nbytes)
+        finalizer = weakref.finalize(self, _free_shm, shm, None, name)
+        try:
+            self.client.register_system_shared_memory(name, "/" + name, nbytes, client_timeout=self.timeout)
+        except Exception as e:  # InferenceServerException
+            finalizer()
+            raise YoloEdgeError(f"triton: the server at {self.host} cannot map this client's shared memory "
+                                f"({_msg(e)}); shared memory works only with a server on this host (a container "
+                                "needs --ipc=host); drop ?shm=1") from e
+        finalizer.detach()
+        self._shm = (shm, name, nbytes, weakref.finalize(self, _free_shm, shm, self.client, name))
+        return self._shm
+
+    def _release_shm(self) -> None:
+        if self._shm is not None:
+            self._shm[3]()
+            self._shm = None
+
+    def _infer_shm(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        total = sum(int(np.asarray(a).nbytes) for a in feeds.values())
+        shm, region, _, _ = self._shm_region(total)
+        inputs, offset = [], 0
+        for name, arr in feeds.items():
+            view = np.ndarray(arr.shape, arr.dtype, buffer=shm.buf, offset=offset)
+            view[...] = arr  # the one copy
+            del view
+            t = self.tc.InferInput(name, list(arr.shape), self.utils.np_to_triton_dtype(arr.dtype))
+            t.set_shared_memory(region, int(arr.nbytes), offset=offset)
+            inputs.append(t)
+            offset += int(arr.nbytes)
+        outputs = [self.tc.InferRequestedOutput(n) for n in self.output_names]
+        try:
+            res = self.client.infer(self.model, inputs, model_version=self.version, outputs=outputs,
+                                    client_timeout=self.timeout)
+        except Exception as e:  # InferenceServerException
+            raise YoloEdgeError(f"triton: inference on '{self.model}' at {self.scheme}://{self.host} failed: "
+                                f"{_msg(e)}") from e
+        return {n: res.as_numpy(n) for n in self.output_names}
+
     def close(self) -> None:
+        self._release_shm()
         for c in (getattr(self, "_channel", None), self.client):
             try:
                 c is not None and c.close()
             except Exception:  # pragma: no cover - closing is best effort
                 pass
+
+
+def _free_shm(shm, client, name) -> None:
+    """Unregister (best effort), close and unlink a shared memory region."""
+    if client is not None:
+        try:
+            client.unregister_system_shared_memory(name, client_timeout=5)
+        except Exception:  # the server may be gone
+            pass
+    try:
+        shm.close()
+        shm.unlink()
+    except (FileNotFoundError, BufferError):  # pragma: no cover
+        pass
 
 
 def _varint(n: int) -> bytes:
