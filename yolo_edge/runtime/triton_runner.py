@@ -9,7 +9,9 @@ from the server; the yolo-edge ModelSpec (class names, letterbox, NMS thresholds
 config's ``parameters { key: "yolo_edge" }`` that ``yolo-edge deploy triton`` writes. Letterboxing
 and unletterboxing stay on the client (in :class:`Detector`), exactly as with the local runners.
 
-A batch larger than the model's ``max_batch_size`` is sent in chunks. Connection failures, a
+Over gRPC a batch leaves the client with one copy of its bytes (:func:`encode_infer_request`); a
+client on the server's host can skip the socket with ``?shm=1`` (Triton's system shared memory
+extension). A batch larger than the model's ``max_batch_size`` is sent in chunks. Connection failures, a
 missing or unready model and a model that is not a yolo-edge deployment raise
 :class:`YoloEdgeError` with one line that says what to do.
 """
