@@ -4,7 +4,8 @@
 
 Three contenders: ONNX Runtime in process, the Triton runner over the socket (tensor bytes in the
 gRPC message), and the Triton runner with Triton's system shared memory (``?shm=1``: a same-host
-client writes the batch into a registered POSIX shared memory region). The server is yolo-edge's loopback Triton gRPC server (``python -m yolo_edge.deploy.triton_server``,
+client writes the batch into a registered POSIX shared memory region). The server is yolo-edge's
+loopback Triton gRPC server (``python -m yolo_edge.deploy.triton_server``,
 ONNX Runtime behind Triton's GRPCInferenceService) in its own process on 127.0.0.1; the client is
 :class:`TritonRunner` over ``tritonclient.grpc``. The local contender is :class:`OrtRunner` on the
 same ONNX with the same thread settings. Both run ``runner.infer`` on the same letterboxed batches

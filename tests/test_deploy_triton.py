@@ -60,7 +60,8 @@ def test_dynamic_batch_onnx_config_matches_the_model(models, tmp_path):
     (inp,) = cfg.input
     assert inp.name == sess.get_inputs()[0].name and inp.data_type == pb.TYPE_FP32
     assert list(inp.dims) == [3, IMGSZ, IMGSZ]  # batch axis left out (max_batch_size > 0)
-    assert [o.name for o in cfg.output] == [n for n, _ in outs] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
+    assert [o.name for o in cfg.output] == [n for n, _ in outs]
+    assert [o.name for o in cfg.output] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
     for o, (_, arr) in zip(cfg.output, outs):
         assert list(o.dims) == list(arr.shape[1:]), o.name
         assert o.data_type == TYPES[arr.dtype], o.name
@@ -131,7 +132,8 @@ def test_tensorrt_plan(models, tmp_path, profile, max_batch, dims0):
 
 
 def test_schema_catches_what_string_checks_would_not(tmp_path):
-    good = 'name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 2\ninput [{ name: "images" data_type: TYPE_FP32 dims: [3, 8, 8] }]\n'
+    good = ('name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 2\n'
+            'input [{ name: "images" data_type: TYPE_FP32 dims: [3, 8, 8] }]\n')
     parse_config(good)
     for bad in (good + "max_queue_delay_us: 3\n",  # a field Triton does not have
                 good.replace("TYPE_FP32", "TYPE_FLOAT32"),  # an enum value Triton does not have

@@ -15,7 +15,8 @@ from NVIDIA's documentation:
   cross-checked with the key strings in ``sources/gst-plugins/gst-nvinfer/gstnvinfer_property_parser.h``
   (DeepStream SDK API Reference 7.0);
 * deepstream-app: DeepStream 7.0 Developer Guide, "DeepStream Reference Application - deepstream-app"
-  → "Configuration Groups" (https://docs.nvidia.com/metropolis/deepstream/7.0/dev-guide/text/DS_ref_app_deepstream.html),
+  → "Configuration Groups"
+  (https://docs.nvidia.com/metropolis/deepstream/7.0/dev-guide/text/DS_ref_app_deepstream.html),
   source keys and enums cross-checked with ``sources/apps/apps-common/includes/deepstream_config_file_parser.h``,
   ``deepstream_sources.h`` and ``deepstream_sinks.h``.
 
@@ -53,7 +54,8 @@ DS_SAMPLE_STREAM = "/opt/nvidia/deepstream/deepstream/samples/streams/sample_108
 NVINFER_KEYS: dict[str, object] = {
     "num-detected-classes": int, "net-scale-factor": float, "model-file": str, "proto-file": str,
     "int8-calib-file": str, "batch-size": int, "model-engine-file": str, "uff-file": str, "onnx-file": str,
-    "tlt-encoded-model": str, "tlt-model-key": str, "mean-file": str, "labelfile-path": str, "gie-unique-id": int, "operate-on-gie-id": int, "operate-on-class-ids": "list",
+    "tlt-encoded-model": str, "tlt-model-key": str, "mean-file": str, "labelfile-path": str,
+    "gie-unique-id": int, "operate-on-gie-id": int, "operate-on-class-ids": "list",
     "interval": int, "input-object-min-width": int, "input-object-min-height": int,
     "input-object-max-width": int, "input-object-max-height": int, "uff-input-dims": "list",
     "uff-input-order": (0, 1, 2), "uff-input-blob-name": str, "network-mode": (0, 1, 2, 3),
@@ -244,7 +246,8 @@ def nvinfer_groups(io: ModelIO, opts: DeepStreamOptions, model_name: str) -> dic
         prop["model-engine-file"] = model_name
     if opts.calib_cache:
         if io.format != "onnx" or spec.precision != "fp32":
-            raise YoloEdgeError("--calib-cache is a legacy implicit-INT8 table for a TensorRT build from the FP32 ONNX; "
+            raise YoloEdgeError("--calib-cache is a legacy implicit-INT8 table for a TensorRT build from the FP32 "
+                                "ONNX; "
                                 f"{io.path.name} is {spec.precision} {io.format} (an INT8 Q/DQ ONNX carries its own "
                                 "scales: deploy it without --calib-cache)")
         prop["int8-calib-file"] = Path(opts.calib_cache).name
@@ -282,7 +285,8 @@ def _source_group(uri: str, opts: DeepStreamOptions) -> dict[str, object]:
                                                          "select-rtp-protocol": 4})
     else:
         path = uri[7:] if uri.startswith("file://") else uri
-        g.update(type=SOURCE_TYPES["uri"], uri="file://" + (path if path.startswith("/") else str(Path(path).resolve())))
+        path = path if path.startswith("/") else str(Path(path).resolve())
+        g.update(type=SOURCE_TYPES["uri"], uri="file://" + path)
     g["num-sources"] = 1
     g["gpu-id"] = opts.gpu_id
     return g

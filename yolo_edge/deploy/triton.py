@@ -126,7 +126,8 @@ def build_config(io: ModelIO, opts: TritonOptions):
     cfg.parameters["yolo_edge"].string_value = spec.to_json()
     lb = spec.letterbox
     cfg.parameters["preprocess"].string_value = (
-        f"client-side letterbox to {lb.size[0]}x{lb.size[1]} (HxW), centred, pad {lb.pad_value}, RGB, /255, NCHW float32")
+        f"client-side letterbox to {lb.size[0]}x{lb.size[1]} (HxW), centred, pad {lb.pad_value}, RGB, /255, "
+        "NCHW float32")
     cfg.parameters["outputs"].string_value = (
         "EfficientNMS layout: rows past num_dets are padding; det_boxes x1,y1,x2,y2 in letterboxed input pixels"
         if io.layout == "nms" else "boxes xyxy in input pixels, scores after sigmoid; NMS on the client")
@@ -196,14 +197,16 @@ def write_triton_repository(model, repo, opts: TritonOptions | None = None) -> P
     if io.format == "plan":
         _check_engine(io, opts)
     elif io.spec.nms.flavour == "trt":
-        raise YoloEdgeError(f"{io.path} has NMS as the TensorRT plugin EfficientNMS_TRT, which ONNX Runtime cannot run: "
+        raise YoloEdgeError(f"{io.path} has NMS as the TensorRT plugin EfficientNMS_TRT, which ONNX Runtime cannot "
+                            "run: "
                             "build an engine (yolo-edge build) and deploy the .engine, or re-export with --nms onnx")
     pb_text = require("google.protobuf.text_format")
     cfg = build_config(io, opts)
     check_config(cfg)
     model_dir = Path(repo) / cfg.name
     text = ("# Written by `yolo-edge deploy triton`; checked against Triton's model_config.proto.\n"
-            "# Clients: yolo_edge.runtime.load_runner('grpc://HOST:8001/" + cfg.name + "') reads parameters.yolo_edge.\n"
+            "# Clients: yolo_edge.runtime.load_runner('grpc://HOST:8001/" + cfg.name
+            + "') reads parameters.yolo_edge.\n"
             + pb_text.MessageToString(cfg, use_short_repeated_primitives=True))
     with atomic_write(model_dir / "config.pbtxt", "w") as f:
         f.write(text)

@@ -28,7 +28,6 @@ import argparse
 import os
 import sys
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 
@@ -401,7 +400,8 @@ def _handler_class(models: dict[str, _Model]):
                 head["id"] = req["id"]
             hb = json.dumps(head).encode()
             return self._send(200, hb + b"".join(a.tobytes() for a in outs),
-                              {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(hb))})
+                              {"Content-Type": "application/octet-stream",
+                               "Inference-Header-Content-Length": str(len(hb))})
 
     return Handler
 
@@ -510,7 +510,8 @@ def _unready(d: Path) -> _Model:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Loopback Triton gRPC/HTTP server (ONNX Runtime, 127.0.0.1 only; for tests)")
+    ap = argparse.ArgumentParser(
+        description="Loopback Triton gRPC/HTTP server (ONNX Runtime, 127.0.0.1 only; for tests)")
     ap.add_argument("--repo", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=600.0)

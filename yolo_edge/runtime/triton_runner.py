@@ -165,7 +165,8 @@ class TritonRunner(Runner):
         text = (params.get("yolo_edge") or {}).get("string_value")
         if not text:
             raise ModelFormatError(
-                f"triton: model '{self.model}' at {self.scheme}://{self.host} is not a yolo-edge deployment (its config "
+                f"triton: model '{self.model}' at {self.scheme}://{self.host} is not a yolo-edge deployment "
+                "(its config "
                 "has no parameters.yolo_edge); write the repository with `yolo-edge deploy triton MODEL --out REPO`")
         return ModelSpec.from_json(text)
 
