@@ -144,7 +144,8 @@ def _register_optional():
 
     for mod in ("yolo_edge.data.cli", "yolo_edge.train.cli", "yolo_edge.export.cli",
                 "yolo_edge.precision.cli", "yolo_edge.trt.cli", "yolo_edge.evaluate.cli",
-                "yolo_edge.stream.cli", "yolo_edge.bench.cli", "yolo_edge.jetson.cli"):
+                "yolo_edge.stream.cli", "yolo_edge.bench.cli", "yolo_edge.jetson.cli",
+                "yolo_edge.deploy.cli"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

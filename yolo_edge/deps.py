@@ -19,6 +19,9 @@ EXTRAS: dict[str, str] = {
     "cuda": "trt",
     "pycocotools": "eval",
     "matplotlib": "eval",
+    "tritonclient": "triton",
+    "grpc": "triton",
+    "google": "triton",  # protobuf text_format for Triton's config.pbtxt
     "tqdm": None,  # type: ignore[dict-item]
 }
 

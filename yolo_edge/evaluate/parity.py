@@ -147,6 +147,8 @@ def _open(model, backend, cfg: ParityConfig) -> Side:
 
     if isinstance(model, Runner):
         runner, label = model, getattr(model, "path", None) or type(model).__name__
+    elif str(model).startswith(("grpc:/", "http:/", "https:/")):  # a model on a Triton server
+        runner, label = load_runner(str(model)), str(model)
     else:
         path = Path(model)
         if not path.exists():

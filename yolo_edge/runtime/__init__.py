@@ -22,7 +22,12 @@ def backend_for(path, backend: str | None = None) -> str:
 
 
 def load_runner(path, backend: str | None = None, device: str = "cpu", imgsz=None) -> Runner:
-    """Open a model file with the backend its suffix (or ``backend``) names."""
+    """Open a model file with the backend its suffix (or ``backend``) names; a
+    ``grpc://HOST:PORT/MODEL`` or ``http://…`` URI opens a model on a Triton server."""
+    if str(path).startswith(("grpc:/", "http:/", "https:/")):
+        from .triton_runner import TritonRunner
+
+        return TritonRunner(str(path))
     path = Path(path)
     if not path.exists():
         raise YoloEdgeError(f"model not found: {path}")
