@@ -38,9 +38,13 @@ def _load(path):
     if not path.is_file():
         raise ModelFormatError(f"ONNX file not found: {path}")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and friends
         raise ModelFormatError(f"{path} is not a readable ONNX model: {e}") from e
+    from ..modelfile import check_onnx_proto
+
+    check_onnx_proto(model, path)
+    return model
 
 
 def _probe_output_shape(model, input_name: str, imgsz: tuple[int, int], batch: int) -> tuple[int, ...]:
