@@ -22,6 +22,17 @@ def cmd_train(args) -> int:
         out=args.out, workers=args.workers, device=args.device, max_train_minutes=args.minutes,
         resume=args.resume if args.resume is not None else False, threads=args.threads or None,
     )
+    from ..data import load_dataset
+    from ..data.check import check_dataset
+    from ..preflight import check_output_dir
+
+    check_output_dir(args.out)
+    train_ds = load_dataset(args.data)  # checked before the model is built (cheap: readers are lazy)
+    for line in check_dataset(train_ds, (), strict=args.strict, what="--data"):
+        print(line, file=sys.stderr)
+    val_ds = load_dataset(args.val_data)
+    for line in check_dataset(val_ds, train_ds.names, strict=args.strict, what="--val-data", drop_unknown=False):
+        print(line, file=sys.stderr)
     best = train(cfg)
     print(f"best checkpoint: {best}")
     return 0
@@ -33,6 +44,7 @@ def build_train(p) -> None:
     p.add_argument("--data", default="synthetic:train:5000",
                    help="training data: synthetic:train[:N] (default: 5000 images), a YOLO dir, a COCO json")
     p.add_argument("--val-data", default="synthetic:val", help="validation data (default: synthetic:val)")
+    p.add_argument("--strict", action="store_true", help="fail on bad labels (default: warn, count, skip them)")
     p.add_argument("--scale", default="n", choices=["n", "s", "m"], help="model scale")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch", type=positive_int, default=16)
