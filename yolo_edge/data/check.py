@@ -69,7 +69,9 @@ def check_dataset(ds, model_names=(), *, strict: bool = False, what: str = "data
     summary = getattr(ds, "summary", None)
     if summary is None or summary.ok:
         return []
-    counts = {k: v for k, v in summary.counts.items() if v and k != "image_without_label"}
+    from .base import PROBLEM_KINDS
+
+    counts = {k: summary.counts[k] for k in PROBLEM_KINDS if summary.counts[k] and k != "image_without_label"}
     if not counts:
         return []
     n_labels = dropped_labels(summary)

@@ -213,7 +213,10 @@ def collate(batch):
 def select_device(device: str = "auto") -> torch.device:
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise YoloEdgeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise YoloEdgeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     return dev
