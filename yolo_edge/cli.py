@@ -74,11 +74,10 @@ def cmd_predict(args) -> int:
 
     from .deps import progress
     from .draw import draw_detections
-    from .letterbox import read_image
-    from .util import atomic_path, atomic_write
-
     from .errors import ImageError
+    from .letterbox import read_image
     from .preflight import check_output_dir
+    from .util import atomic_path, atomic_write
 
     files = _collect_images(args.images)
     out_dir = check_output_dir(args.out)

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
 def cmd_val(args) -> int:
     from ..cli import open_detector
     from ..data import load_dataset
+    from ..data.check import check_dataset, dropped_labels
+    from ..preflight import check_output_dir
     from ..util import atomic_write
     from .plots import plot_pr_curves, plot_reliability
     from .validate import VAL_NMS, evaluate_detector
-
-    import sys
-
-    from ..data.check import check_dataset, dropped_labels
-    from ..preflight import check_output_dir
 
     if args.out:
         check_output_dir(args.out)
@@ -56,7 +54,7 @@ def build_val(p) -> None:
     _nms_args(p)
     p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--max-images", type=positive_int, default=None)
-    p.add_argument("--strict", action="store_true", help="fail on the first bad label (default: warn, count, skip)")
+    p.add_argument("--strict", action="store_true", help="fail on bad labels (default: warn, count and skip them)")
     p.add_argument("--out", default=None, help="directory for metrics.json and plots")
 
 
