@@ -31,13 +31,17 @@ def debug_enabled(args=None) -> bool:
 
 
 def add_debug_flag(parser: argparse.ArgumentParser, top: bool = False) -> None:
-    """``--debug`` on the top-level parser and (without overriding it) on each subcommand's."""
+    """``--debug`` on the top-level parser and (without overriding it) on each subcommand's, nested ones too."""
     kw = {} if top else {"default": argparse.SUPPRESS}
     try:
         parser.add_argument("--debug", action="store_true", help=f"show the traceback of an internal error "
                                                                    f"(or set {DEBUG_ENV}=1)", **kw)
     except argparse.ArgumentError:  # the subcommand has its own --debug
         pass
+    for action in parser._actions:  # nested subcommands (yolo-edge data check ... --debug)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_debug_flag(sub)
 
 
 def one_line(message) -> str:
