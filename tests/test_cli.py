@@ -92,7 +92,7 @@ def test_predict_matches_detector(tiny_checkpoint, tmp_path, photos):
     (lambda p, ck: ["predict", str(p / "ok.png"), "--model", str(p / "bad.jpg")], "cannot tell the backend"),
     (lambda p, ck: ["predict", str(p / "ok.png"), "--model", str(p / "other.pt")], "shape mismatch"),
     (lambda p, ck: ["predict", str(p / "ok.png"), "--model", str(p / "junk.pt")], "not a yolo-edge checkpoint"),
-    (lambda p, ck: ["predict", str(p / "ok.png"), "--model", str(ck), "--imgsz", "100", "100"], "multiple of"),
+    # --imgsz 100 100 is now refused while parsing (exit 2): tests/test_bad_inputs.py
 ])
 def test_user_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, make_args, message):
     import cv2

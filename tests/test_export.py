@@ -669,7 +669,7 @@ def test_cli_from_onnx_and_one_line_errors(tmp_path, capsys):
     rc = main(["export", "--from-onnx", str(src), "--names", "x,y", "--out", str(tmp_path / "bad.onnx"), "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and "class count mismatch" in err and err.count("\n") == 1 and "Traceback" not in err
-    rc = main(["export", "--model", str(tmp_path / "none.pt"), "--imgsz", "1", "2", "3"])
+    rc = main(["export", "--model", str(tmp_path / "none.pt"), "--imgsz", "320", "320", "320"])
     assert rc == 1 and "--imgsz takes N or H W" in capsys.readouterr().err
 
 

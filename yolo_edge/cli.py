@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_errors import OneLineParser, add_debug_flag, debug_enabled, report
+from .cli_types import image_size, positive_int, probability
 from .errors import YoloEdgeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -23,9 +25,11 @@ def _model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 
 def _nms_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--conf", type=float, default=None, help="score threshold (models without embedded NMS)")
-    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (models without embedded NMS)")
-    p.add_argument("--max-det", type=int, default=None, help="detections kept per image")
+    p.add_argument("--conf", type=probability, default=None,
+                   help="score threshold (a model with NMS embedded: only stricter than its own)")
+    p.add_argument("--iou", type=probability, default=None, help="NMS IoU threshold (models without embedded NMS)")
+    p.add_argument("--max-det", type=positive_int, default=None,
+                   help="detections kept per image (a model with NMS embedded: at most its own)")
 
 
 def _resolve_model(path):
@@ -34,15 +38,6 @@ def _resolve_model(path):
     from .assets import default_checkpoint
 
     return default_checkpoint()
-
-
-def _nms_from_args(spec, args):
-    from dataclasses import replace
-
-    nms = spec.nms
-    changes = {k: v for k, v in (("score_threshold", args.conf), ("iou_threshold", args.iou),
-                                 ("max_det", args.max_det)) if v is not None}
-    return replace(nms, **changes) if changes else nms
 
 
 def _collect_images(items) -> list[Path]:
@@ -64,9 +59,12 @@ def _collect_images(items) -> list[Path]:
 def open_detector(model=None, backend=None, device="cpu", imgsz=None, nms_args=None):
     """Build a Detector for a model path (default: bundled checkpoint)."""
     from .runtime import Detector, load_runner
+    from .runtime.overrides import apply_overrides
 
     runner = load_runner(_resolve_model(model), backend=backend, device=device, imgsz=imgsz)
-    nms = _nms_from_args(runner.spec, nms_args) if nms_args is not None else None
+    a = nms_args
+    runner, nms = apply_overrides(runner, getattr(a, "conf", None), getattr(a, "iou", None),
+                                  getattr(a, "max_det", None), imgsz)
     return Detector(runner, nms=nms)
 
 
@@ -76,18 +74,23 @@ def cmd_predict(args) -> int:
 
     from .deps import progress
     from .draw import draw_detections
+    from .errors import ImageError
     from .letterbox import read_image
+    from .preflight import check_output_dir
     from .util import atomic_path, atomic_write
 
     files = _collect_images(args.images)
+    out_dir = check_output_dir(args.out)
     imgsz = tuple(args.imgsz) if args.imgsz else None
     det = open_detector(args.model, args.backend, args.device, imgsz, args)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    records, skipped = [], []
     with det:
         for f in progress(files, desc="predict", unit="img", disable=len(files) < 2):
-            img = read_image(f)
+            try:
+                img = read_image(f)
+            except ImageError as e:  # skipped and counted, like `run` and the dataset readers do
+                skipped.append({"path": str(f), "reason": str(e)})
+                continue
             d = det(img)
             records.append({"path": str(f), "height": img.shape[0], "width": img.shape[1],
                             "detections": d.to_list(det.names)})
@@ -95,10 +98,17 @@ def cmd_predict(args) -> int:
                 target = out_dir / f"{f.stem}.jpg"
                 with atomic_path(target) as tmp:
                     cv2.imwrite(str(tmp), draw_detections(img, d, det.names))
+    if not records:
+        raise ImageError(f"none of the {len(files)} image(s) could be read; first: {skipped[0]['reason']}")
+    if skipped:
+        print(f"yolo-edge predict: skipped {len(skipped)} unreadable image(s) (listed under 'skipped' in "
+              f"detections.json); first: {skipped[0]['reason']}", file=sys.stderr)
     with atomic_write(out_dir / "detections.json", "w") as fh:
-        json.dump({"model": str(_resolve_model(args.model)), "names": list(det.names), "images": records}, fh, indent=1)
+        json.dump({"model": str(_resolve_model(args.model)), "names": list(det.names), "images": records,
+                   "skipped": skipped}, fh, indent=1)
     n = sum(len(r["detections"]) for r in records)
-    print(f"{len(files)} image(s), {n} detection(s) -> {out_dir}/detections.json")
+    print(f"{len(records)} image(s), {n} detection(s){f', {len(skipped)} unreadable skipped' if skipped else ''} "
+          f"-> {out_dir}/detections.json")
     return 0
 
 
@@ -124,7 +134,8 @@ def _build_predict(p):
     p.add_argument("images", nargs="+", help="image files or directories")
     _model_arg(p)
     _nms_args(p)
-    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input size (PyTorch models only)")
+    p.add_argument("--imgsz", type=image_size, nargs=2, metavar=("H", "W"),
+                   help="input size (PyTorch models; an exported model runs at its own size)")
     p.add_argument("--out", default="runs/predict", help="output directory (annotated images + detections.json)")
     p.add_argument("--no-images", action="store_true", help="write only detections.json")
 
@@ -160,12 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     _register_optional()
-    parser = argparse.ArgumentParser(prog="yolo-edge", description="YOLO from PyTorch to verified edge inference.")
+    parser = OneLineParser(prog="yolo-edge", description="YOLO from PyTorch to verified edge inference.")
     parser.add_argument("--version", action="version", version=f"yolo-edge {__version__}")
+    add_debug_flag(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, help_, build) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         build(p)
+        add_debug_flag(p)
         p.set_defaults(func=fn)
     return parser
 
@@ -178,12 +191,8 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except YoloEdgeError as e:
-        print(f"yolo-edge {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"yolo-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as e:  # the one error boundary (cli_errors.py)
+        return report(args.command, e, debug_enabled(args))
 
 
 if __name__ == "__main__":

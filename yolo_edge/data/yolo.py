@@ -254,12 +254,30 @@ class YoloTxtDataset(Dataset):
         if not self._items:
             raise DatasetError(f"no usable images in {images_dir}\n{self.summary}")
 
+        self.names_inferred = names is None  # no names file: the classes are just ids
         if names is None:
             top = max((int(c.max()) for _, c, _ in self._items if c.size), default=-1)
             names = tuple(str(i) for i in range(top + 1))
         self.names = tuple(str(n) for n in names)
+        self.labelled = True
         self.summary.n_images = len(self._items)
         self.summary.n_boxes = sum(len(c) for _, c, _ in self._items)
+
+    def restrict_classes(self, nc: int) -> int:
+        """Drop the labels with class id >= ``nc`` (reported as ``unknown_class``); returns how many."""
+        dropped = 0
+        for k, (img, cls, xyxy) in enumerate(self._items):
+            bad = cls >= nc
+            if bad.any():
+                lbl = self.labels_dir / Path(os.path.relpath(img, self.images_dir)).with_suffix(".txt")
+                for c in cls[bad].tolist():
+                    self._problem("unknown_class", lbl, 0, f"class {c} out of range: the model has {nc} classes "
+                                                           f"(0..{nc - 1})")
+                self._items[k] = (img, cls[~bad], xyxy[~bad])
+                dropped += int(bad.sum())
+        self.names = self.names[:nc]
+        self.summary.n_boxes -= dropped
+        return dropped
 
     def __len__(self) -> int:
         return len(self._items)

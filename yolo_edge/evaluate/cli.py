@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
 def cmd_val(args) -> int:
     from ..cli import open_detector
     from ..data import load_dataset
+    from ..data.check import check_dataset, dropped_labels
+    from ..preflight import check_output_dir
     from ..util import atomic_write
     from .plots import plot_pr_curves, plot_reliability
     from .validate import VAL_NMS, evaluate_detector
 
+    if args.out:
+        check_output_dir(args.out)
     ds = load_dataset(args.data)
     det = open_detector(args.model, args.backend, args.device, None, args)
+    for line in check_dataset(ds, det.names, strict=args.strict, what="val"):
+        print(line, file=sys.stderr)
     if det.layout == "decoded" and args.conf is None and args.iou is None:
         det.nms = VAL_NMS
     elif det.layout == "nms" and det.spec.nms.score_threshold > 0.01:
@@ -24,6 +31,9 @@ def cmd_val(args) -> int:
         res = evaluate_detector(det, ds, max_images=args.max_images, batch=args.batch)
     print(res.table())
     print(res.summary_line())
+    if dropped_labels(ds.summary):
+        print(f"note: {dropped_labels(ds.summary)} bad label(s) were dropped and are not in these numbers "
+              f"(yolo-edge data check {args.data})")
     if args.out:
         out = Path(args.out)
         with atomic_write(out / "metrics.json", "w") as f:
@@ -36,13 +46,15 @@ def cmd_val(args) -> int:
 
 def build_val(p) -> None:
     from ..cli import _model_arg, _nms_args
+    from ..cli_types import positive_int
 
     p.add_argument("--data", default="synthetic:val",
                    help="dataset: synthetic:val (default), a YOLO dir, a COCO json, ... (see docs)")
     _model_arg(p)
     _nms_args(p)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--max-images", type=positive_int, default=None)
+    p.add_argument("--strict", action="store_true", help="fail on bad labels (default: warn, count and skip them)")
     p.add_argument("--out", default=None, help="directory for metrics.json and plots")
 
 

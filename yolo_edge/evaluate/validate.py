@@ -17,13 +17,10 @@ def evaluate_detector(detector, dataset, max_images: int | None = None, batch: i
     The detector letterboxes, infers and unletterboxes exactly as in deployment; ground truth
     stays in source pixels.
     """
-    names = detector.names or getattr(dataset, "names", ())
-    ds_names = tuple(getattr(dataset, "names", ()))
-    if ds_names and names and len(ds_names) != len(names):
-        from ..errors import YoloEdgeError
+    from ..data.check import check_classes
 
-        raise YoloEdgeError(f"the model has {len(names)} classes but the dataset has {len(ds_names)} "
-                            f"({', '.join(ds_names[:5])}{'…' if len(ds_names) > 5 else ''})")
+    check_classes(dataset, detector.names, what="the dataset")  # ids below the model's count are valid
+    names = detector.names or getattr(dataset, "names", ())
     ev = DetectionEvaluator(names)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     bar = progress(total=n, desc=desc, unit="img")

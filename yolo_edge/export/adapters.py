@@ -38,9 +38,13 @@ def _load(path):
     if not path.is_file():
         raise ModelFormatError(f"ONNX file not found: {path}")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and friends
         raise ModelFormatError(f"{path} is not a readable ONNX model: {e}") from e
+    from ..modelfile import check_onnx_proto
+
+    check_onnx_proto(model, path)
+    return model
 
 
 def _probe_output_shape(model, input_name: str, imgsz: tuple[int, int], batch: int) -> tuple[int, ...]:
@@ -62,7 +66,7 @@ def detect_layout(shape: Sequence[int], fmt: str = "auto", nc: int | None = None
     if len(shape) != 3:
         raise ModelFormatError(f"unrecognised YOLO output layout {list(shape)}: expected rank 3, "
                                f"{LAYOUTS['yolov8']} (yolov8) or {LAYOUTS['yolov5']} (yolov5)")
-    _, d1, d2 = (int(v) for v in shape)
+    d1, d2 = (int(v) for v in shape[1:])  # the batch axis may be symbolic ('batch')
     # channels (4 + C or 5 + C) are fewer than anchors in every real YOLO output
     fits = {"yolov8": 4 < d1 < d2 and (nc is None or d1 == 4 + nc),
             "yolov5": 5 < d2 < d1 and (nc is None or d2 == 5 + nc)}
@@ -187,6 +191,9 @@ def adapt_onnx(
 
     meta = read_ultralytics_metadata(model)
     own = get_spec(model)
+    if own is not None and {"boxes", "scores"} <= {o.name for o in g.output}:
+        raise ModelFormatError(f"{path.name} is already a yolo-edge ONNX (NMS none): run it as it is "
+                               f"(yolo-edge predict --model {path}), or export the checkpoint again with --nms onnx")
     static_hw = tuple(in_dims[2:]) if all(isinstance(v, int) and v > 0 for v in in_dims[2:]) else None
     if imgsz is not None:
         from .onnx_export import normalize_imgsz

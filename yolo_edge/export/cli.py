@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_types import image_size, opset, positive_int, probability
 from ..errors import YoloEdgeError
 
 NMS_CHOICES = ("onnx", "trt", "none")
@@ -37,9 +38,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input shape")
-    g.add_argument("--imgsz", type=int, nargs="+", metavar="N",
+    g.add_argument("--imgsz", type=image_size, nargs="+", metavar="N",
                    help="input size: N (square) or H W, multiples of 32 (default 640; --from-onnx: the model's own)")
-    g.add_argument("--batch", type=int, default=1,
+    g.add_argument("--batch", type=positive_int, default=1,
                    help="batch size of the dummy input / of a static export (default 1)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--dynamic", dest="dynamic", action="store_true", default=True,
@@ -52,9 +53,9 @@ def add_nms_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nms", choices=NMS_CHOICES, default="onnx",
                    help="onnx: standard NonMaxSuppression, runs in ONNX Runtime and TensorRT (default); "
                         "trt: EfficientNMS_TRT plugin (TensorRT only); none: raw boxes [B,A,4] + scores [B,A,C]")
-    g.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
-    g.add_argument("--iou", type=float, default=0.45, help="IoU threshold (default 0.45)")
-    g.add_argument("--max-det", type=int, default=100, help="K, detections per image (default 100)")
+    g.add_argument("--conf", type=probability, default=0.25, help="score threshold (default 0.25)")
+    g.add_argument("--iou", type=probability, default=0.45, help="IoU threshold (default 0.45)")
+    g.add_argument("--max-det", type=positive_int, default=100, help="K, detections per image (default 100)")
     g.add_argument("--agnostic", action="store_true", help="class-agnostic NMS (default: class-aware)")
 
 
@@ -62,7 +63,7 @@ def add_onnx_args(p: argparse.ArgumentParser) -> None:
     from .onnx_export import DEFAULT_OPSET, MIN_EXPORT_OPSET
 
     g = p.add_argument_group("ONNX")
-    g.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_EXPORT_OPSET} (default {DEFAULT_OPSET})")
+    g.add_argument("--opset", type=opset, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_EXPORT_OPSET} (default {DEFAULT_OPSET})")
     g.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxslim/onnxsim")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -99,6 +100,10 @@ def run_export(args) -> Path:
     """Map the arguments to :func:`export_onnx` / :func:`adapt_onnx`; returns the written path."""
     nms = nms_from_args(args)
     imgsz = imgsz_from_args(args)
+    if args.out:
+        from ..preflight import check_output_file
+
+        check_output_file(args.out)
     if args.from_onnx:
         if args.model:
             raise YoloEdgeError("pass either --model (a checkpoint) or --from-onnx (an ONNX), not both")

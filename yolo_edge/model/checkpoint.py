@@ -68,7 +68,17 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors come in many types (UnpicklingError, RuntimeError, EOFError, ...)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        import re
+
+        text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", str(e))  # torch colours its message
+        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if glob:  # a pickled object (a whole module, an Ultralytics .pt): loading it would run its code
+            raise CheckpointError(
+                f"{path} is a pickled Python object ({glob.group(1)}), not a yolo-edge checkpoint; it is not "
+                "loaded because unpickling can run code (weights_only=True). Save a yolo-edge model with "
+                "yolo_edge.model.save_checkpoint; export another framework's model to ONNX and adapt it with "
+                "yolo-edge export --from-onnx") from e
+        reason = (text.strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(
             f"{path} is not a yolo-edge checkpoint (torch.load with weights_only=True failed: {reason})"
         ) from e

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli_types import positive_int
 from ..errors import YoloEdgeError
 
 METHODS = ("minmax", "entropy", "percentile", "mse")  # = calibration.METHODS (kept here: no numpy import)
@@ -37,7 +38,7 @@ def add_calibration_args(p: argparse.ArgumentParser, *, val_default: str | None)
     g.add_argument("--calib", default="synthetic:calib", metavar="DATA",
                    help="calibration images: an image folder, a dataset (YOLO dir, COCO json, synthetic:calib) or a "
                         "video; letterboxed like every model input (default synthetic:calib)")
-    g.add_argument("--calib-images", type=int, default=512, metavar="N",
+    g.add_argument("--calib-images", type=positive_int, default=512, metavar="N",
                    help="number of calibration images, spread over DATA (default 512)")
     g.add_argument("--calib-method", choices=METHODS, default="minmax",
                    help="how each activation's range is chosen: minmax (default; the most accurate for YOLO in "
@@ -46,7 +47,8 @@ def add_calibration_args(p: argparse.ArgumentParser, *, val_default: str | None)
     g.add_argument("--val", type=_none_or, default=val_default, metavar="DATA",
                    help="labelled validation data for mAP and the budget; must not share images with --calib "
                         f"(default {val_default or 'none'}; 'none' to skip)")
-    g.add_argument("--val-images", type=int, default=None, metavar="N", help="validation images (default: all)")
+    g.add_argument("--val-images", type=positive_int, default=None, metavar="N", help="validation images (default: all)")
+    g.add_argument("--strict", action="store_true", help="fail on bad labels in --val (default: warn, count, skip)")
     g.add_argument("--force-overlap", action="store_true",
                    help="proceed even when calibration and validation images overlap (not recommended)")
     g.add_argument("--recalibrate", action="store_true",
@@ -155,6 +157,10 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise YoloEdgeError(f"--out must name the FP32 .onnx (the other files go next to it), got {out}")
+    from ..preflight import check_precision_inputs
+
+    for line in check_precision_inputs(args):  # calibration and validation data, before the export
+        print(line, file=sys.stderr)
     fp32 = export_cli.run_export(args)  # FP32 ONNX with the requested NMS, imgsz, opset, ...
     cfg = config_from_args(args, out.parent, out.stem, fp16=args.fp16 or (args.int8 and not args.no_fp16),
                            int8=args.int8)
@@ -180,6 +186,13 @@ def cmd_calibrate(args) -> int:
     t0 = time.perf_counter()
     out_dir = Path(args.out_dir)
     model = Path(args.model) if args.model else None
+    from ..preflight import check_output_dir, check_precision_inputs
+
+    check_output_dir(out_dir, "--out-dir")
+    if model is not None and not model.is_file():
+        raise YoloEdgeError(f"model not found: {model}")
+    for line in check_precision_inputs(args):  # before the export and the calibration
+        print(line, file=sys.stderr)
     if model is None or model.suffix.lower() in (".pt", ".pth"):
         from ..export.onnx_export import export_onnx
 

@@ -54,7 +54,9 @@ class TorchRunner(Runner):
             from ..errors import YoloEdgeError
 
             raise YoloEdgeError(f"input size {imgsz} must be a multiple of the largest stride {stride}")
-        self.device = device
+        from .devices import check_torch_device
+
+        self.device = check_torch_device(self.torch, device)
         self.half = half
         spec = spec_from_model(self.model, imgsz, sha)
         super().__init__(spec, [TensorInfo("images", (None, 3, *imgsz), np.dtype(np.float32))], DECODED_OUTPUTS)

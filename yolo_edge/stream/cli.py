@@ -11,6 +11,7 @@ import sys
 def cmd_run(args) -> int:
     from ..cli import open_detector
     from ..errors import YoloEdgeError
+    from ..redact import redact_url
     from ..util import atomic_write
     from .pipeline import StreamConfig, run_stream
     from .sinks import make_sinks
@@ -22,9 +23,14 @@ def cmd_run(args) -> int:
         raise YoloEdgeError(f"--duration must be > 0, got {args.duration}")
     if args.queue < 1:
         raise YoloEdgeError(f"--queue must be >= 1, got {args.queue}")
+    from ..preflight import check_output_file
+
+    for opt, path in (("--jsonl", args.jsonl), ("--video", args.video), ("--summary", args.summary)):
+        if path:
+            check_output_file(path, opt)  # before the source and the model are opened
 
     def on_event(kind: str, msg: str) -> None:
-        print(f"yolo-edge run: {msg}", file=sys.stderr)
+        print(f"yolo-edge run: {redact_url(msg)}", file=sys.stderr)
 
     specs: list[tuple[str, str | None]] = [(s, None) for s in [args.source, *args.more_sources] if s is not None]
     if args.sources:
@@ -107,6 +113,7 @@ def cmd_run(args) -> int:
 
 def build_run(p) -> None:
     from ..cli import _model_arg, _nms_args
+    from ..cli_types import image_size, positive_float, positive_int
 
     p.add_argument("source", nargs="?", metavar="SOURCE", help="one or more: video file | image folder | camera index or /dev/videoN | rtsp://… | "
                                              "http(s)://… (MJPEG) | tcp:// or udp:// | csi://N[?width=&height=&fps=&flip=] "
@@ -116,7 +123,7 @@ def build_run(p) -> None:
     p.add_argument("--sources", metavar="FILE", help="more sources, one per line: URI [name] (# comments)")
     _model_arg(p)
     _nms_args(p)
-    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input size (PyTorch models only)")
+    p.add_argument("--imgsz", type=image_size, nargs=2, metavar=("H", "W"), help="input size (PyTorch models only)")
     out = p.add_argument_group("outputs")
     out.add_argument("--jsonl", help="JSON Lines: one record per frame (index, timestamp, boxes in source pixels)")
     out.add_argument("--append", action="store_true", help="append to an existing --jsonl file (services)")
@@ -150,19 +157,19 @@ def build_run(p) -> None:
     run.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     pw = p.add_argument_group("power (Jetson)")
     pw.add_argument("--power", action="store_true", help="sample tegrastats during the run: mean W and FPS/W in the summary")
-    pw.add_argument("--power-interval", type=int, default=1000, metavar="MS", help="tegrastats interval (default 1000)")
+    pw.add_argument("--power-interval", type=positive_int, default=1000, metavar="MS", help="tegrastats interval (default 1000)")
     pw.add_argument("--tegrastats-cmd", default=None, metavar="CMD", help="tegrastats command (default: tegrastats "
                     "--interval MS; e.g. 'sudo tegrastats --interval 500')")
     cam = p.add_argument_group("source")
-    cam.add_argument("--width", type=int, help="camera capture width")
-    cam.add_argument("--height", type=int, help="camera capture height")
-    cam.add_argument("--fps", type=float, help="camera capture frame rate")
+    cam.add_argument("--width", type=positive_int, help="camera capture width")
+    cam.add_argument("--height", type=positive_int, help="camera capture height")
+    cam.add_argument("--fps", type=positive_float, help="camera capture frame rate")
     cam.add_argument("--gstreamer", choices=["auto", "on", "off"], default="auto",
                      help="USB/RTSP through GStreamer (hardware decode on Jetson); auto: on Jetson when available")
     cam.add_argument("--rtsp-transport", choices=["tcp", "udp", "auto"], default="tcp",
                      help="RTSP over TCP (default: no lost packets, no smeared frames), UDP, or FFmpeg's choice")
-    cam.add_argument("--open-timeout", type=float, default=10.0, help="seconds a source may take to open")
-    cam.add_argument("--reconnect-timeout", type=float, default=None,
+    cam.add_argument("--open-timeout", type=positive_float, default=10.0, help="seconds a source may take to open")
+    cam.add_argument("--reconnect-timeout", type=positive_float, default=None,
                      help="give up a dropped network stream after S seconds (default: keep trying)")
 
 

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..detections import Detections
+from ..redact import redact_url
 from .sinks import FrameResult, Sink, StreamInfo
 from .sources import CorruptFrame, FrameList, Source
 
@@ -168,6 +169,9 @@ class StreamSummary:
     stopped_by: str = "end"
     power: dict | None = None  # Jetson: tegrastats summary over the run + "fps_per_watt"
 
+    def __post_init__(self):
+        self.source = redact_url(self.source)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -198,7 +202,7 @@ def draw_overlay(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     scale = max(0.4, 0.0006 * (h + w))
     thick = max(1, round(scale * 1.5))
     y = 0
-    for text in lines:
+    for text in map(redact_url, lines):
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         cv2.rectangle(image, (0, y), (tw + 8, y + th + base + 6), (0, 0, 0), -1)
         cv2.putText(image, text, (4, y + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..detections import Detections
 from ..errors import YoloEdgeError
+from ..redact import redact_url
 from .sources import Frame
 
 
@@ -81,7 +82,7 @@ def frame_record(result: FrameResult, names: Sequence[str] = ()) -> dict:
     return {
         "frame": f.index,
         "timestamp": round(f.timestamp, 6),
-        "source": result.source_name or f.source,
+        "source": redact_url(result.source_name or f.source),
         "source_index": result.source_index,
         "width": int(f.image.shape[1]),
         "height": int(f.image.shape[0]),
@@ -273,7 +274,7 @@ class FfmpegSink(Sink):
             self._proc.stdin.write(np.ascontiguousarray(img).tobytes())
         except (BrokenPipeError, OSError):
             err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
-            raise YoloEdgeError(f"ffmpeg output to {self.url} stopped: {err or 'broken pipe'}") from None
+            raise YoloEdgeError(redact_url(f"ffmpeg output to {self.url} stopped: {err or 'broken pipe'}")) from None
         self.count += 1
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from ..data.base import IMAGE_SUFFIXES, list_images
 from ..errors import ImageError, YoloEdgeError
 from ..letterbox import read_image, to_bgr_uint8
+from ..redact import redact_url
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".ts", ".mts", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "tcp://", "udp://", "srt://")
@@ -84,7 +85,7 @@ class Source:
     live: bool = False
 
     def __init__(self, name: str):
-        self.name = name
+        self.name = redact_url(name)  # shown in errors, events, JSON Lines, summaries: never a password
         self.fps: float | None = None
         self.length: int | None = None
         self.reconnects = 0
@@ -209,8 +210,10 @@ class VideoFileSource(Source):
     """A video file, every frame in order. A frame that fails to decode before the container's
     frame count is reached is counted as corrupt and skipped (up to ``max_bad_run`` in a row)."""
 
-    def __init__(self, path, realtime: bool = False, max_bad_run: int = 25):
+    def __init__(self, path, realtime: bool = False, max_bad_run: int = 25, on_event=None):
         super().__init__(str(path))
+        self.truncated = False
+        self.on_event = on_event or (lambda kind, msg: None)
         if not Path(path).is_file():
             raise YoloEdgeError(f"video file not found: {path}")
         self.realtime = realtime  # pace reads at the file's fps and behave like a camera
@@ -224,8 +227,9 @@ class VideoFileSource(Source):
             cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
             if not cap.isOpened():
                 cap.release()
-                raise YoloEdgeError(f"cannot open video {self.name}: OpenCV has no backend/codec for it "
-                                    "(re-encode it, e.g. ffmpeg -i in -c:v libx264 out.mp4)")
+                from ..mediafile import unopenable_video_message
+
+                raise YoloEdgeError(unopenable_video_message(self.name))
             self._cap = cap
             self.fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -245,13 +249,17 @@ class VideoFileSource(Source):
         if ok and img is not None:
             return self._next_frame(img)
         # end of file, or a frame that did not decode? Past the reported length it is the end.
-        bad = 0
+        bad, delivered = 0, self._index
         while self.length is not None and self._index < self.length - 1 and bad < self.max_bad_run:
             i = self._index
             self._index += 1
             bad += 1
             if self._cap.grab():
                 raise CorruptFrame(i, "frame did not decode")
+        if self.length is not None and self._index < self.length - 1 and not self.truncated:
+            self.truncated = True  # a file that ends early is damaged: say so instead of ending as if complete
+            self.on_event("truncated", f"video {self.name} ended after {delivered} of {self.length} frames: "
+                                       "the file is truncated or damaged")
         return None
 
     def close(self) -> None:
@@ -456,7 +464,7 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
 
         if not gst.opencv_has_gstreamer():
             raise YoloEdgeError(
-                f"source {s!r} needs OpenCV built with GStreamer; this OpenCV has none "
+                f"source {redact_url(s)!r} needs OpenCV built with GStreamer; this OpenCV has none "
                 "(on Jetson use JetPack's python3-opencv, see jetson/README.md)")
         network = s.startswith(NETWORK_SCHEMES)
         pipeline = None
@@ -489,10 +497,10 @@ def open_source(spec, *, realtime: bool = False, gstreamer: str = "auto", width:
     if p.is_file():
         if p.suffix.lower() in IMAGE_SUFFIXES:
             return FrameList([read_image(p)], name=s)
-        return VideoFileSource(p, realtime=realtime)
+        return VideoFileSource(p, realtime=realtime, on_event=on_event)
     if "://" in s:
-        raise YoloEdgeError(f"unsupported source scheme in {s!r} (use rtsp://, http(s)://, tcp://, udp://, csi://)")
-    raise YoloEdgeError(f"source not found: {s} (a video file, an image folder, a camera index or /dev/videoN, "
+        raise YoloEdgeError(f"unsupported source scheme in {redact_url(s)!r} (use rtsp://, http(s)://, tcp://, udp://, csi://)")
+    raise YoloEdgeError(f"source not found: {redact_url(s)} (a video file, an image folder, a camera index or /dev/videoN, "
                         "or an rtsp:// / http:// / csi:// URL)")
 
 

@@ -110,8 +110,17 @@ class TrainConfig:
                 setattr(self, k, os.fspath(getattr(self, k)))
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
-        if self.imgsz % 32:
-            raise YoloEdgeError(f"imgsz must be a multiple of 32, got {self.imgsz}")
+        if self.imgsz % 32 or self.imgsz < 32:
+            raise YoloEdgeError(f"imgsz must be a positive multiple of 32, got {self.imgsz}")
+        for k in ("epochs", "batch", "val_batch", "val_every"):
+            if int(getattr(self, k)) < 1:
+                raise YoloEdgeError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.lr0 is not None and not self.lr0 > 0:
+            raise YoloEdgeError(f"lr0 must be > 0, got {self.lr0}")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise YoloEdgeError(f"max_train_minutes must be > 0, got {self.max_train_minutes}")
+        if not 0.0 <= self.full_res_fraction <= 1.0:
+            raise YoloEdgeError(f"full_res_fraction must be in [0, 1], got {self.full_res_fraction}")
         if self.train_crop is not None:
             if self.train_crop % 32 or not 32 <= self.train_crop <= self.imgsz:
                 raise YoloEdgeError(f"train_crop must be a multiple of 32 in [32, imgsz], got {self.train_crop}")
@@ -204,7 +213,10 @@ def collate(batch):
 def select_device(device: str = "auto") -> torch.device:
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise YoloEdgeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise YoloEdgeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     return dev

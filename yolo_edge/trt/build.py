@@ -173,7 +173,10 @@ def read_onnx(path) -> OnnxInfo:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and friends
         raise ModelFormatError(f"{path} is not a readable ONNX model: {e}") from e
+    from ..modelfile import check_onnx_proto
     from ..spec import METADATA_KEY
+
+    check_onnx_proto(model, path)
 
     meta = {p.key: p.value for p in model.metadata_props}
     spec = ModelSpec.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None

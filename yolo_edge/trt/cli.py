@@ -38,6 +38,11 @@ def cmd_build(args) -> int:
     from .build import adopt_engine, build, plan_build
 
     cfg = config_from_args(args)
+    from ..modelfile import check_detector_io
+    from .build import read_onnx
+
+    info = read_onnx(cfg.onnx)  # a readable detector ONNX, before any TensorRT work
+    check_detector_io(info.path, info.inputs, info.outputs)
     if args.print_trtexec:
         from .trtexec import trtexec_command
 

@@ -182,6 +182,9 @@ def parse_engine_information(text_or_obj) -> EngineReport:
         raise YoloEdgeError(f"engine information is not JSON: {e}") from e
     if not isinstance(data, dict) or "Layers" not in data:
         raise YoloEdgeError("engine information has no 'Layers': not TensorRT's inspector JSON")
+    if not isinstance(data["Layers"], list) or not all(isinstance(x, (str, dict)) for x in data["Layers"]):
+        raise YoloEdgeError("engine information has malformed 'Layers' (expected a list of layer names or objects): "
+                            "not TensorRT's inspector JSON; write it again with yolo-edge build")
     io = data.get("Bindings")
     if io is None:
         io = [t.get("Name", "") for t in data.get("I/O Tensors", []) if isinstance(t, dict)]
@@ -234,7 +237,10 @@ def inspect_engine(engine_path, shapes=None) -> EngineReport:
     if not p.is_file():
         raise YoloEdgeError(f"file not found: {p}")
     if p.suffix == ".json":
-        return parse_engine_information(p.read_text())
+        try:
+            return parse_engine_information(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise YoloEdgeError(f"{p} is not a text file: give a TensorRT engine or its <engine>.layers.json") from None
     from .compat import init_plugins, make_logger, tensorrt
 
     trt = tensorrt()
