@@ -592,7 +592,9 @@ def _precision_maps(paths: dict) -> dict:
         versions = ("10", "11") if "int8_fp32scales" in paths else ("8.6", "10", "11")
         out[paths["int8"].name] = precision_summaries(paths["int8"], versions)
     if "int8_fp32scales" in paths:
-        out[paths["int8_fp32scales"].name] = precision_summaries(paths["int8_fp32scales"], ("8.6",))
+        out[paths["int8_fp32scales"].name] = {
+            **precision_summaries(paths["int8_fp32scales"], ("8.6",)),
+            "8.6 --fp16-fallback": precision_summaries(paths["int8_fp32scales"], ("8.6",), fp16_flag=True)["8.6"]}
     return out
 
 
