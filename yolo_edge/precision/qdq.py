@@ -1,12 +1,16 @@
 """Q/DQ placement for TensorRT, and its FP16-scale twin for TensorRT >= 10 (onnx + numpy only).
 
 Where the Q/DQ pairs go (``Int8Config(placement="trt")``), following NVIDIA's explicit-quantization
-guidance (TensorRT developer guide, "Explicit Quantization" -> "Q/DQ Layer-Placement
-Recommendations", https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized-types-explicit-quantization.html;
-the TensorFlow quantization toolkit's "Add Custom QDQ Insertion Case": "Q/DQ nodes need to be added
-to residual connections in ResNet models"), learning from ModelOpt's ONNX quantizer
+guidance: TensorRT Developer Guide, "Working with INT8" -> "Explicit Quantization" ->
+"Q/DQ Layer-Placement Recommendations" (8.x: https://docs.nvidia.com/deeplearning/tensorrt/developer-guide/index.html#qdq-placement-recs;
+10.x: .../latest/inference-library/quantized-types-explicit-quantization.html): "quantize all inputs of
+weighted operations (Convolution, Transposed Convolution and GEMM)", "by default, do not quantize the
+outputs of weighted operations", "quantize the residual input in skip connections" (TensorRT fuses
+the element-wise addition that follows a weighted layer, and the precision of the Add's other input
+decides the precision of the fused output); MaxPool commutes with quantization ("TensorRT
+Processing of Q/DQ Networks"), so DQ -> MaxPool runs INT8. ModelOpt's ONNX quantizer
 (``nvidia-modelopt`` 0.47, ``modelopt/onnx/quantization/graph_utils.py``:
-``build_non_residual_input_map``):
+``build_non_residual_input_map``) finds the residual input from the same idea:
 
 * **every input of a weighted layer** (``op_types``, default ``Conv``): the activation per tensor,
   the weights per output channel (an INT8 initializer and a ``DequantizeLinear``);
