@@ -225,3 +225,46 @@ def test_yolov5n_placement_counts_and_precision_map(yolov5n):
                        Int8Config(placement="conv"), tail.nodes)
     pm_old = precision_map(old, "10", tail=set(tail.nodes))
     assert len(pm_old.fp32_outside_tail) > 100  # SiLU, Concat, Add, MaxPool, Resize: all FP32 before
+
+
+# --- the job writes both INT8 files ------------------------------------------------------------
+def test_job_writes_fp16_scale_and_fp32_scale_int8(tmp_path):
+    """``run_precision`` (placement trt) on the bundled model at 128 px: ``model.int8.onnx`` (FP16
+    scales, TensorRT >= 10) and ``model.int8.fp32scales.onnx`` (TensorRT 8.6, ONNX Runtime) carry the
+    same quantization, say which TensorRT they are for, both run in ONNX Runtime with NMS, and the
+    report has the precision map (TensorRT 10: convolutions INT8, no FP32 outside the decode tail)."""
+    import json
+
+    pytest.importorskip("torch")
+    from yolo_edge.export import export_onnx
+    from yolo_edge.runtime.ort_runner import read_spec
+    from yolo_edge.precision.graph import strip_nms
+    from yolo_edge.precision.pipeline import PrecisionConfig, run_precision
+    from yolo_edge.spec import NmsSpec
+
+    fp32 = export_onnx(None, tmp_path / "model.onnx", imgsz=(128, 128), nms=NmsSpec("onnx", 0.25, 0.45, 20),
+                       verbose=False)
+    res = run_precision(fp32, PrecisionConfig(out_dir=tmp_path, fp16=False, calib="synthetic:calib", calib_images=4,
+                                              val=None, sensitivity="never", latency_runs=1, report_images=1,
+                                              show_progress=False))
+    p16, p32 = res.paths["int8"], res.paths["int8_fp32scales"]
+    assert p16.name == "model.int8.onnx" and p32.name == "model.int8.fp32scales.onnx"
+    i16, i32 = read_spec(p16).extra["precision"], read_spec(p32).extra["precision"]
+    assert i16["tensorrt"].startswith(">= 10") and i16["scales"] == "float16" and i16["twin"] == p32.name
+    assert i32["tensorrt"].startswith("8.6") and i32["scales"] == "float32" and i32["placement"] == "trt"
+    m16, m32 = onnx.load(str(p16)), onnx.load(str(p32))
+    assert same_quantization(strip_nms(m32), strip_nms(m16)) == []
+    x = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    outs = []
+    for m in (m32, m16):
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs.append(dict(zip([o.name for o in s.get_outputs()], s.run(None, {s.get_inputs()[0].name: x}))))
+    assert set(outs[0]) == set(outs[1]) == {"num_dets", "det_boxes", "det_scores", "det_classes"}
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    pm = report["precision_map"]
+    assert set(pm) == {p16.name, p32.name}
+    assert pm[p16.name]["10"]["conv_flops_int8_share"] >= 0.95
+    assert pm[p16.name]["10"]["fp32_nodes_outside_tail"] == []
+    assert pm[p32.name]["8.6"]["fp32_nodes_outside_tail"]  # INT8 flag only: FP32 between INT8 layers
+    assert pm[p32.name]["8.6 --fp16-fallback"]["fp32_nodes_outside_tail"] == []
+    assert "Precision map" in (tmp_path / "report" / "report.html").read_text()
