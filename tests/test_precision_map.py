@@ -22,6 +22,7 @@ from yolo_edge.precision.precision_map import normalize_trt, precision_map  # no
 F16, F32 = T.FLOAT16, T.FLOAT
 NP = {F16: np.float16, F32: np.float32}
 MODELOPT = Path("/work/scratch/modelopt")
+DATA = Path(__file__).parent / "data"
 
 
 def _model(nodes, inputs, outputs, inits, opset=19):
@@ -198,3 +199,53 @@ def test_modelopt_output(path):
             fed = all(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in node.input[:2])
             assert (n.precision == "int8") == fed, n.node
     assert pm.conv_int8_share > 0.9
+
+
+def test_modelopt_bundled_extract():
+    """ModelOpt 0.47's INT8 output for our bundled model (``high_precision_dtype="fp16"``; a structure-only
+    extract, weights replaced by zeros of the same shape: tests/data/modelopt_bundled_int8_structure.onnx).
+    ModelOpt converts the whole graph to FP16 with FP32 casts only at the outputs: under TensorRT 10 every
+    convolution fed by DQ on input and weights is INT8, the only FP32 nodes are the two output casts
+    (the tail), and under 8.6 without the FP16 flag everything between INT8 layers would be FP32."""
+    m = onnx.load(str(DATA / "modelopt_bundled_int8_structure.onnx"))
+    prod = {o: n for n in m.graph.node for o in n.output}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    fed = {n.name for n in convs if all(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input[:2])}
+    pm = precision_map(m, "10")
+    got = by_node(pm)
+    assert {n.name for n in convs if got[n.name].precision == "int8"} == fed and len(fed) >= 0.9 * len(convs)
+    assert sorted(n.node for n in pm.nodes if n.precision == "fp32") == ["boxes_cast_to_fp32", "scores_cast_to_fp32"]
+    assert pm.fp32_outside_tail == [] and pm.conv_int8_share > 0.95
+    # a Conv's FLOPs: 2 * output elements * (Cin/group * kH * kW), the weight shape being the
+    # ConstantOfShape input that stands in for the weights
+    shape_init = {t.name: nh.to_array(t) for t in m.graph.initializer}
+    for c in convs[:5]:
+        src = c.input[1]
+        while src in prod and prod[src].op_type != "ConstantOfShape":
+            src = prod[src].input[0]
+        k = int(np.prod(shape_init[prod[src].input[0]].tolist()[1:]))
+        assert got[c.name].flops > 0 and got[c.name].flops % (2 * k) == 0
+    pm86 = precision_map(m, "8.6")
+    assert len(pm86.fp32_outside_tail) > 100
+
+
+@pytest.mark.skipif(not (MODELOPT / "yolov5n.modelopt-entropy-fp16.onnx").is_file()
+                    or not (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "yolov5n.onnx").is_file(),
+                    reason="ModelOpt's yolov5n output or ../shared/data absent")
+def test_our_placement_quantizes_the_adds_and_maxpools_modelopt_does():
+    """On yolov5n, ModelOpt puts DQ on 7 of the 10 Adds (the C3 residual Adds) and on the 3 MaxPools;
+    our placement picks the same nodes (ModelOpt quantizes both Add inputs, we the residual one, as
+    TensorRT's placement guide recommends)."""
+    from yolo_edge.precision.graph import find_decode_tail, prepare
+    from yolo_edge.precision.int8 import Int8Config
+    from yolo_edge.precision.qdq import qdq_sites
+
+    mo = onnx.load(str(MODELOPT / "yolov5n.modelopt-entropy-fp16.onnx"))
+    prod = {o: n for n in mo.graph.node for o in n.output}
+    theirs = {n.name for n in mo.graph.node if n.op_type in ("Add", "MaxPool")
+              and any(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input)}
+    raw = prepare(str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "yolov5n.onnx"))
+    sites = qdq_sites(raw, Int8Config(), find_decode_tail(raw).nodes)
+    ops = {n.name: n.op_type for n in raw.graph.node}
+    ours = {n for uses in sites.values() for n, _ in uses if ops[n] in ("Add", "MaxPool")}
+    assert len(theirs) == 10 and ours == theirs
