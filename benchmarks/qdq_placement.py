@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-def _evaluate(model, tmp: Path, val_data: str, desc: str):
+def _evaluate(model, tmp: Path, val_data: str, desc: str, n: int | None = None):
     """COCO metrics of an exported graph: NMS stripped, ONNX Runtime CPU + the reference NMS (the
     pipeline's evaluator)."""
     from yolo_edge.export.metadata import get_spec
@@ -33,7 +33,7 @@ def _evaluate(model, tmp: Path, val_data: str, desc: str):
 
     spec = get_spec(model)
     path = _save(_with_spec(strip_nms(model), spec.replace(nms=NmsSpec(flavour="none"))), tmp)
-    val = ImageSet(val_data, None)
+    val = ImageSet(val_data, n)
     try:
         return evaluate_onnx(path, _Subset(val.dataset, val.indices), desc=f"val {desc}")
     finally:
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", required=True)
     ap.add_argument("--val", required=True)
     ap.add_argument("--calib-images", type=int, default=64)
+    ap.add_argument("--val-images", type=int, default=None, help="validation images (default: all)")
     ap.add_argument("--method", default=None, help="calibration method (default: the package default)")
     ap.add_argument("--out", default="runs/qdq_placement")
     args = ap.parse_args(argv)
@@ -68,37 +69,36 @@ def main(argv=None) -> int:
             return 1
     method = args.method or DEFAULT_METHOD
     rows, maps = [], {}
-    fp32_row = None
+    fp32_e = _evaluate(onnx.load(str(fp32)), out / "_eval_fp32.onnx", args.val, "fp32", args.val_images)
     for placement in ("trt", "conv"):  # trt first: its calibration covers conv's tensors (stats reused)
         t0 = time.perf_counter()
         cfg = PrecisionConfig(out_dir=out, name=placement, fp16=False, int8=True, calib=args.calib,
-                              calib_images=args.calib_images, val=args.val, method=method, max_map_drop=None,
+                              calib_images=args.calib_images, val=None, method=method, max_map_drop=None,
                               sensitivity="never", placement=placement, latency_runs=3, show_progress=False)
         res = run_precision(fp32, cfg)
-        fp32_row = fp32_row or next(r for r in res.rows if r.precision == "fp32")
         files = {"int8": res.paths["int8"]}
         if "int8_fp32scales" in res.paths:
             files["int8_fp32scales"] = res.paths["int8_fp32scales"]
         for key, path in files.items():
             scales = "fp32" if (key == "int8_fp32scales" or placement == "conv") else "fp16"
             m = onnx.load(str(path))
-            e = _evaluate(m, out / f"_eval_{path.name}", args.val, path.name)
+            e = _evaluate(m, out / f"_eval_{path.name}", args.val, path.name, args.val_images)
             m50_95, m50, small = e.map50_95, e.map50, e.ap_small
             pm10 = precision_map(m, "10")
             pm86 = precision_map(m, "8.6")
             maps[path.name] = {"10": pm10.summary(), "8.6": pm86.summary()}
             rows.append({"placement": placement, "file": path.name, "scales": scales, "map50_95": m50_95,
                          "map50": m50, "ap_small": small,
-                         "delta_map50_95": 100 * (m50_95 - fp32_row.map50_95),
+                         "delta_map50_95": 100 * (m50_95 - fp32_e.map50_95),
                          "trt10_conv_int8_pct": 100 * pm10.conv_int8_share,
                          "trt10_fp32_nodes_outside_tail": len(pm10.fp32_outside_tail),
                          "trt10_flops_pct": {k: round(100 * v, 2) for k, v in pm10.shares().items()},
                          "seconds": round(time.perf_counter() - t0, 1)})
-    fp32_e = _evaluate(onnx.load(str(fp32)), out / "_eval_fp32.onnx", args.val, "fp32")
     for r in rows:
         r["delta_ap_small"] = None if r["ap_small"] is None else 100 * (r["ap_small"] - fp32_e.ap_small)
     result = {"command": " ".join(["python", "benchmarks/qdq_placement.py", *(argv or sys.argv[1:])]),
               "method": method, "calib": args.calib, "calib_images": args.calib_images, "val": args.val,
+              "val_images": args.val_images,
               "fp32": {"map50_95": fp32_e.map50_95, "map50": fp32_e.map50, "ap_small": fp32_e.ap_small},
               "rows": rows, "precision_maps": maps,
               "machine": "2-core AMD EPYC VM, CPU only, ONNX Runtime CPU provider (shared, under load)"}
