@@ -114,6 +114,13 @@ def cmd_predict(args) -> int:
 
 # --- info ------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
+    if getattr(args, "precision", None):  # static prediction from the ONNX graph; no runtime needed
+        from .precision.precision_map import print_precision_map
+
+        path = Path(args.precision) if isinstance(args.precision, str) else _resolve_model(args.model)
+        if path.suffix != ".onnx":
+            raise YoloEdgeError(f"--precision reads an ONNX graph, got {path}: give MODEL.onnx")
+        return print_precision_map(path, args.trt, fp16_flag=args.fp16_flag, as_json=args.json, all_nodes=args.nodes)
     from .runtime import load_runner
 
     runner = load_runner(_resolve_model(args.model), backend=args.backend, device=args.device)
@@ -142,6 +149,15 @@ def _build_predict(p):
 
 def _build_info(p):
     _model_arg(p)
+    g = p.add_argument_group("precision map (ONNX only)")
+    g.add_argument("--precision", nargs="?", const=True, default=None, metavar="MODEL.onnx",
+                   help="predict each node's compute precision under TensorRT's rules (INT8/FP16/FP32 share of FLOPs, "
+                        "FP32 islands) instead of loading the model")
+    g.add_argument("--trt", default="10", choices=("8.6", "10", "11"),
+                   help="TensorRT version for --precision: 10/11 strongly typed, 8.6 builder flags (default 10)")
+    g.add_argument("--fp16-flag", action="store_true", help="--trt 8.6: BuilderFlag.FP16 is set beside INT8")
+    g.add_argument("--json", action="store_true", help="--precision: print JSON")
+    g.add_argument("--nodes", action="store_true", help="--precision: list every node")
 
 
 _register("predict", cmd_predict, "detect objects in images; writes annotated images and detections.json",

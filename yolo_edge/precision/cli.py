@@ -68,6 +68,11 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="keep this node in higher precision in the INT8 model (repeatable)")
     g.add_argument("--quantize-ops", default="Conv", metavar="OPS",
                    help="comma-separated op types whose inputs get Q/DQ (default Conv; e.g. Conv,MatMul)")
+    g.add_argument("--qdq-placement", choices=("trt", "conv"), default="trt",
+                   help="where Q/DQ goes: trt (default; TensorRT's recommendations: weighted-layer inputs, the residual "
+                        "input of Add, MaxPool; writes <out>.int8.onnx with FP16 scales for TensorRT >= 10 and "
+                        "<out>.int8.fp32scales.onnx for TensorRT 8.6 / ONNX Runtime) or conv (convolution inputs "
+                        "only, FP32 scales: the earlier placement)")
     g.add_argument("--trt-version", default=None, metavar="X.Y.Z",
                    help="TensorRT version the legacy calibration.cache is for (default: the installed one, else 8.6.1)")
 
@@ -95,7 +100,7 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         out_dir=out_dir, name=name, fp16=fp16, int8=int8, calib=args.calib, calib_images=args.calib_images,
         val=args.val, val_images=args.val_images, method=args.calib_method, percentile=args.percentile,
         op_types=tuple(o.strip() for o in args.quantize_ops.split(",") if o.strip()),
-        exclude=tuple(args.exclude), keep_fp32=tuple(getattr(args, "keep_fp32", []) or []),
+        exclude=tuple(args.exclude), placement=getattr(args, "qdq_placement", "trt"), keep_fp32=tuple(getattr(args, "keep_fp32", []) or []),
         max_map_drop=args.max_map_drop if args.val else None, max_exclusions=args.max_exclusions,
         sensitivity=args.sensitivity, force_overlap=args.force_overlap, trt_version=args.trt_version,
         reuse_stats=not args.recalibrate, show_progress=not getattr(args, "quiet", False))
@@ -125,7 +130,7 @@ def finish(result, t0: float) -> int:
     print()
     for line in engine_message(result):
         print(line)
-    written = [str(p) for k, p in result.paths.items() if k in ("fp16", "int8", "cache")]
+    written = [str(p) for k, p in result.paths.items() if k in ("fp16", "int8", "int8_fp32scales", "cache")]
     if written:
         print("wrote " + ", ".join(written))
     if result.report_dir is not None:

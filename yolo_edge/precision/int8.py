@@ -35,6 +35,11 @@ from ..errors import YoloEdgeError
 from .calibration import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
 
 DEFAULT_OP_TYPES = ("Conv",)
+# trt: TensorRT's Q/DQ placement recommendations (weighted-layer inputs, residual Add input, MaxPool input);
+# conv: Q/DQ on the inputs of ``op_types`` layers only (through onnxruntime.quantization; the placement
+# before issue 12, kept for comparison)
+PLACEMENTS = ("trt", "conv")
+DEFAULT_PLACEMENT = "trt"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class Int8Config:
             for the attention block).
         exclude: extra node names kept in higher precision (beside the decode tail).
         per_channel: per-output-channel weight scales.
+        placement: ``trt`` (TensorRT's recommendations, see :func:`qdq_sites`) or ``conv`` (inputs of
+            ``op_types`` layers only, the placement before issue 12).
     """
 
     method: str = DEFAULT_METHOD
@@ -55,8 +62,11 @@ class Int8Config:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     exclude: tuple[str, ...] = ()
     per_channel: bool = True
+    placement: str = DEFAULT_PLACEMENT
 
     def __post_init__(self):
+        if self.placement not in PLACEMENTS:
+            raise YoloEdgeError(f"unknown Q/DQ placement {self.placement!r}; choose from {', '.join(PLACEMENTS)}")
         if self.method not in METHODS:
             raise YoloEdgeError(f"unknown calibration method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0 < self.percentile <= 100:
@@ -66,7 +76,7 @@ class Int8Config:
 
     def algorithm(self) -> dict:
         d = {"method": self.method, "symmetric": True, "per_channel": self.per_channel,
-             "op_types": list(self.op_types)}
+             "op_types": list(self.op_types), "placement": self.placement}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -119,6 +129,10 @@ def quantize_qdq(model, amax: Mapping[str, float], config: Int8Config = Int8Conf
     from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
     excluded = sorted(set(nodes_to_exclude) | set(config.exclude))
+    if config.placement != "conv":
+        from .qdq import insert_qdq, qdq_sites
+
+        return insert_qdq(model, qdq_sites(model, config, excluded), amax, per_channel=config.per_channel)
     ranges = TensorsData(q.CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.array(-abs(v), np.float32), highest=np.array(abs(v), np.float32))
         for k, v in amax.items()})

@@ -41,7 +41,7 @@ from ..errors import ModelFormatError, YoloEdgeError
 from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, write_cache
 from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
-from .int8 import DEFAULT_OP_TYPES, Int8Config
+from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
 
 BUDGET_EXIT_CODE = 2
 FP16_RANGE_IMAGES = 32  # calibration images for the FP16 overflow check when no INT8 model is made
@@ -59,7 +59,11 @@ class PrecisionConfig:
         calib: calibration data (folder, dataset, video, ``synthetic:calib``); ``calib_images`` of it.
         val: labelled validation data for mAP (None: no accuracy columns, no budget check).
         val_images: how many validation images (None: all).
-        method, percentile, op_types, exclude: INT8 settings (:class:`~yolo_edge.precision.int8.Int8Config`).
+        method, percentile, op_types, exclude, placement: INT8 settings
+            (:class:`~yolo_edge.precision.int8.Int8Config`); with ``placement="trt"`` two INT8 files are
+            written: ``<name>.int8.onnx`` (FP16 graph, FP16 scales: TensorRT >= 10, strongly typed) and
+            ``<name>.int8.fp32scales.onnx`` (FP32 graph, FP32 scales, the same quantization: TensorRT 8.6
+            and ONNX Runtime, which measures the accuracy).
         keep_fp32: node names kept FP32 in the FP16 model (besides the defaults).
         max_map_drop: INT8 mAP50-95 budget in points below FP32 (None: no budget).
         max_exclusions: evaluations the budget loop may spend.
@@ -85,6 +89,7 @@ class PrecisionConfig:
     percentile: float = DEFAULT_PERCENTILE
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     exclude: tuple[str, ...] = ()
+    placement: str = DEFAULT_PLACEMENT
     keep_fp32: tuple[str, ...] = ()
     max_map_drop: float | None = 1.0
     max_exclusions: int = 6
@@ -102,7 +107,7 @@ class PrecisionConfig:
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
-                          exclude=tuple(self.exclude) + tuple(exclude))
+                          exclude=tuple(self.exclude) + tuple(exclude), placement=self.placement)
 
 
 @dataclass
@@ -309,7 +314,12 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         unknown = [n for n in (*cfg.exclude, *cfg.keep_fp32) if n not in {x.name for x in raw.graph.node}]
         if unknown:
             raise YoloEdgeError(f"no node named {unknown[0]!r} in {fp32_path} (see report.json for node names)")
-        acts = activation_inputs(raw, nodes)
+        if cfg.placement == "conv":
+            acts = activation_inputs(raw, nodes)
+        else:  # TensorRT placement: weighted-layer inputs, residual Add inputs, MaxPool inputs
+            from .qdq import qdq_sites
+
+            acts = {t: [n for n, _ in uses] for t, uses in qdq_sites(raw, cfg.int8_config(), tail.nodes).items()}
         fb = fixed_batch(raw)
         onnx_sha = sha256_file(fp32_path)
         st.detail = f"{len(raw.graph.node)} nodes, decode tail {len(tail.nodes)}, {len(nodes)} layers to quantize"
@@ -465,11 +475,12 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                                     if l.op_type in cfg.op_types),
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop}
-            m = add_nms(copy_model(qdq), spec.nms) if spec.nms.flavour != "none" else copy_model(qdq)
-            paths["int8"] = _save(_with_spec(m, spec.replace(precision="int8", extra={**spec.extra,
-                                                                                       "precision": int8_info})),
-                                  out_dir / f"{name}.int8.onnx")
-            written.append(paths["int8"].name)
+            int8_info["placement"] = cfg.placement
+            for key, variant, info in _int8_variants(qdq, raw, tail, fp16_res, stats, cfg, name, int8_info):
+                m = add_nms(copy_model(variant), spec.nms) if spec.nms.flavour != "none" else copy_model(variant)
+                paths[key] = _save(_with_spec(m, spec.replace(precision="int8", extra={**spec.extra, "precision": info})),
+                                   out_dir / info["file"])
+                written.append(f"{paths[key].name} (TensorRT {info['tensorrt']})")
             # legacy implicit-INT8 cache for the FP32 graph: Q/DQ scales where we have them, min/max
             # elsewhere; nothing for the decode tail or excluded layers (TensorRT keeps them out of INT8)
             skip = set(tail.tensors) | {o for n in raw.graph.node
@@ -494,6 +505,9 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 continue
             p = paths[prec]
             note = ""
+            if prec == "int8" and "int8_fp32scales" in paths:  # ONNX Runtime measures the FP32-scale twin
+                p = paths["int8_fp32scales"]
+                note = f"ONNX Runtime runs {p.name}; {paths['int8'].name} is the same quantization for TensorRT >= 10"
             try:
                 lat = latency_ms(p, x, cfg.latency_runs)
             except Exception:  # EfficientNMS_TRT: ONNX Runtime cannot run the plugin; time the graph without NMS
@@ -526,8 +540,10 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             final_amax = {t: scales[t] * 127.0 for t in pairs}
             entries = tensor_entries(stats, final_amax, acts, sq, cfg.percentile)
             wsq = weight_sqnr(raw, qdq)
+            pmap = _precision_maps(paths)
             report = {
                 "model": str(fp32_path), "onnx_sha256": onnx_sha, "name": name,
+                "precision_map": pmap,
                 "calibration": {**calib_info, "method": cfg.method,
                                 **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
@@ -550,6 +566,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             files = write_report(report, report_dir)
             paths.update({f"report:{k}": v for k, v in files.items()})
             st.detail = f"{report_dir}/report.html, {sum(bool(e['flags']) for e in entries)} flagged tensors"
+            if "int8" in paths and "10" in pmap.get(paths["int8"].name, {}):
+                p10 = pmap[paths["int8"].name]["10"]
+                st.detail += (f"; TensorRT 10 precision map of {paths['int8'].name}: convolution FLOPs INT8 "
+                              f"{100 * p10['conv_flops_int8_share']:.1f} %, FP32 nodes outside the decode tail "
+                              f"{len(p10['fp32_nodes_outside_tail'])}")
     tmp.cleanup()
 
     within = None
@@ -561,6 +582,42 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                             and "no FP16 form" not in k["reason"]])
 
 
+def _precision_maps(paths: dict) -> dict:
+    """``{file name: {TensorRT version: precision map summary}}`` for each INT8 file, for the versions
+    it is written for (see :mod:`~yolo_edge.precision.precision_map`)."""
+    from .precision_map import precision_summaries
+
+    out = {}
+    if "int8" in paths:
+        versions = ("10", "11") if "int8_fp32scales" in paths else ("8.6", "10", "11")
+        out[paths["int8"].name] = precision_summaries(paths["int8"], versions)
+    if "int8_fp32scales" in paths:
+        out[paths["int8_fp32scales"].name] = {
+            **precision_summaries(paths["int8_fp32scales"], ("8.6",)),
+            "8.6 --fp16-fallback": precision_summaries(paths["int8_fp32scales"], ("8.6",), fp16_flag=True)["8.6"]}
+    return out
+
+
+def _int8_variants(qdq, raw, tail, fp16_res, stats, cfg, name: str, info: dict):
+    """``(paths key, Q/DQ model, metadata)`` of each INT8 file. ``placement="trt"``: the FP16-scale graph
+    (TensorRT >= 10) as ``<name>.int8.onnx`` and the FP32-scale twin (TensorRT 8.6, ONNX Runtime) as
+    ``<name>.int8.fp32scales.onnx``; ``placement="conv"``: the one FP32-scale graph."""
+    if cfg.placement == "conv":
+        return [("int8", qdq, {**info, "file": f"{name}.int8.onnx", "scales": "float32", "graph": "float32",
+                               "tensorrt": "8.6, 10, 11 (on 10/11 the layers between INT8 convolutions run FP32)",
+                               "onnxruntime": True})]
+    from .fp16 import convert_fp16
+    from .qdq import fp16_scale_twin
+
+    f16 = fp16_res.model if fp16_res is not None else convert_fp16(raw, stats.absmax(), tail=tail.nodes).model
+    q16 = fp16_scale_twin(qdq, f16)
+    f32_file, f16_file = f"{name}.int8.fp32scales.onnx", f"{name}.int8.onnx"
+    return [("int8", q16, {**info, "file": f16_file, "scales": "float16", "graph": "float16 (decode tail float32)",
+                           "tensorrt": ">= 10 (strongly typed)", "onnxruntime": True, "twin": f32_file}),
+            ("int8_fp32scales", qdq, {**info, "file": f32_file, "scales": "float32", "graph": "float32",
+                                      "tensorrt": "8.6 (builder flags)", "onnxruntime": True, "twin": f16_file})]
+
+
 def engine_message(result: PrecisionResult, build: bool = True) -> list[str]:
     """Where the TensorRT engines will be built, and the engines themselves when TensorRT is here."""
     lines = []
@@ -568,12 +625,17 @@ def engine_message(result: PrecisionResult, build: bool = True) -> list[str]:
     if available("tensorrt") and build:
         from ..trt import build_engine
 
+        if "int8_fp32scales" in result.paths and default_trt_version().split(".")[0] in ("8", "9"):
+            onnxs[-1] = result.paths["int8_fp32scales"]  # TensorRT 8.6 takes FP32 Q/DQ scales only
         for p in onnxs:
             lines.append(f"built {build_engine(p)}")
         return lines
     lines.append("TensorRT is not installed here; build the engines on the target device (Jetson / GPU):")
     for p in onnxs:
         lines.append(f"  yolo-edge build {p}   -> {p.with_suffix('.engine')}")
+    if "int8_fp32scales" in result.paths:
+        p = result.paths["int8_fp32scales"]
+        lines.append(f"  TensorRT 8.6 (FP32 Q/DQ scales): yolo-edge build {p}   -> {p.with_suffix('.engine')}")
     if "cache" in result.paths:
         lines.append(f"  legacy implicit INT8 (TensorRT <= 10): yolo-edge build {result.paths['fp32']} "
                      f"--calib-cache {result.paths['cache']}")

@@ -287,6 +287,38 @@ def _table(rows: Sequence[Sequence], head: Sequence[str], cls: Sequence[str] | N
     return "\n".join(out)
 
 
+def render_precision_map(pmap: Mapping[str, Mapping[str, dict]]) -> str:
+    """The precision-map section: ``{file: {TensorRT version: PrecisionMap.summary()}}``."""
+    e = html.escape
+    rows, cls, islands = [], [], []
+    for file, by_version in pmap.items():
+        for v, s in by_version.items():
+            sh = s["flops_share"]
+            out = s["fp32_nodes_outside_tail"]
+            flag = " (INT8+FP16 flags)" if s.get("fp16_flag") else (" (INT8 flag)" if s.get("fp16_flag") is False else "")
+            rows.append([e(file), e(f"{v}{flag}"), f"{100 * sh['int8']:.1f}", f"{100 * sh['fp16']:.1f}",
+                         f"{100 * sh['fp32']:.1f}", f"{100 * s['conv_flops_int8_share']:.1f}", str(len(out)),
+                         str(sum(1 for i in s["fp32_islands"] if i["tail"])),
+                         str(sum(1 for i in s["fp32_islands"] if not i["tail"]))])
+            cls.append("worst" if out else "")
+            for i in s["fp32_islands"]:
+                if not i["tail"]:
+                    islands.append(f"<li>{e(file)}, TensorRT {e(v)}: {len(i['nodes'])} node(s) "
+                                   f"({e(', '.join(i['op_types']))}), {i['flops'] / 1e6:.2f} MFLOPs: "
+                                   f"<code>{e(', '.join(i['nodes'][:12]))}{' …' if len(i['nodes']) > 12 else ''}</code></li>")
+    parts = ["<h2>Precision map (predicted TensorRT compute precision)</h2>",
+             "<p>Static prediction from the ONNX graph (<code>yolo-edge info --precision</code>): strongly typed "
+             "TensorRT 10/11 take each DequantizeLinear's output type from its scale, Cast sets the type, other "
+             "layers inherit; a convolution fed by DQ on its input and weights runs INT8. TensorRT 8.6: builder "
+             "flags. FP32 islands inside the decode tail are intended.</p>",
+             _table(rows, ["file", "TensorRT", "INT8 % FLOPs", "FP16 %", "FP32 %", "conv FLOPs INT8 %",
+                           "FP32 nodes outside tail", "FP32 islands (tail)", "FP32 islands (elsewhere)"], cls)]
+    if islands:
+        parts.append("<details><summary>FP32 islands outside the decode tail</summary><ul>" + "".join(islands)
+                     + "</ul></details>")
+    return "\n".join(parts)
+
+
 def render_html(report: dict, pngs: Mapping[str, bytes], worst: int = 10) -> str:
     """A self-contained HTML page (PNGs inlined as base64)."""
     e = html.escape
@@ -309,6 +341,8 @@ def render_html(report: dict, pngs: Mapping[str, bytes], worst: int = 10) -> str
         parts.append(_table(rows, ["precision", "MB", "mAP50-95", "mAP50", "ΔmAP50-95 (points)", "p50 ms"]))
     if report.get("budget"):
         parts.append(f"<p><b>Budget:</b> {e(json.dumps(report['budget']))}</p>")
+    if report.get("precision_map"):
+        parts.append(render_precision_map(report["precision_map"]))
     ex = (report.get("int8") or {}).get("excluded", [])
     if ex:
         tail = [x["node"] for x in ex if x["reason"].startswith("decode tail")]

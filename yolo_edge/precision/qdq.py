@@ -1,0 +1,399 @@
+"""Q/DQ placement for TensorRT, and its FP16-scale twin for TensorRT >= 10 (onnx + numpy only).
+
+Where the Q/DQ pairs go (``Int8Config(placement="trt")``), following NVIDIA's explicit-quantization
+guidance: TensorRT Developer Guide, "Working with INT8" -> "Explicit Quantization" ->
+"Q/DQ Layer-Placement Recommendations" (8.x: https://docs.nvidia.com/deeplearning/tensorrt/developer-guide/index.html#qdq-placement-recs;
+10.x: .../latest/inference-library/quantized-types-explicit-quantization.html): "quantize all inputs of
+weighted operations (Convolution, Transposed Convolution and GEMM)", "by default, do not quantize the
+outputs of weighted operations", "quantize the residual input in skip connections" (TensorRT fuses
+the element-wise addition that follows a weighted layer, and the precision of the Add's other input
+decides the precision of the fused output); MaxPool commutes with quantization ("TensorRT
+Processing of Q/DQ Networks"), so DQ -> MaxPool runs INT8. ModelOpt's ONNX quantizer
+(``nvidia-modelopt`` 0.47, ``modelopt/onnx/quantization/graph_utils.py``:
+``build_non_residual_input_map``) finds the residual input from the same idea:
+
+* **every input of a weighted layer** (``op_types``, default ``Conv``): the activation per tensor,
+  the weights per output channel (an INT8 initializer and a ``DequantizeLinear``);
+* **the residual input of Add**: for ``x + f(x)`` where ``f`` ends in a convolution (through its
+  activation: SiLU as ``Mul(x, Sigmoid(x))``, ReLU, ...), the skip input ``x`` gets Q/DQ and ``f(x)``
+  none, so TensorRT fuses the Add into that convolution's INT8 epilogue;
+* **MaxPool's input**, so DQ -> MaxPool runs INT8 and the pooled tensor stays INT8 into the next
+  quantized layer.
+
+Nothing is placed on layer outputs (TensorRT requantizes at the next layer's input), in the decode
+tail, or on excluded nodes. One Q/DQ pair per tensor is shared by every consumer that wants it.
+
+Two files carry the same quantization (identical INT8 weights, identical placement; scales
+differ only in dtype):
+
+* the **FP32-scale** graph (:func:`insert_qdq` on the FP32 graph): ONNX Runtime on a CPU validates it;
+  TensorRT 8.6 builds it with builder flags (8.6's ``IDequantizeLayer`` takes FP32 scales only);
+* the **FP16-scale** graph (:func:`fp16_scale_twin`: the same Q/DQ on the FP16 graph, opset 19):
+  under strongly typed TensorRT (10, 11) a ``DequantizeLinear``'s output takes its scale's type, so
+  everything between INT8 layers (SiLU, Concat, Resize, Split, the Add) runs FP16 instead of FP32.
+  ONNX Runtime's CPU provider runs it too (FP16 Q/DQ kernels since opset 19).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..deps import require
+from ..errors import YoloEdgeError
+
+QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear accept FP16 scales from opset 19
+_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip", "Tanh", "Elu", "Selu")
+_WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}
+
+
+def fusible_conv(model, tensor: str, prod=None, cons=None):
+    """The convolution whose output ``tensor`` is, through at most one pointwise activation
+    (SiLU written ``Mul(x, Sigmoid(x))``, ReLU, ...) that reads nothing else; None otherwise."""
+    from .graph import consumers, producers
+
+    prod = prod if prod is not None else producers(model)
+    cons = cons if cons is not None else consumers(model)
+    p = prod.get(tensor)
+    if p is None:
+        return None
+    if p.op_type in ("Conv", "ConvTranspose"):
+        return p
+    if p.op_type in _ACTIVATIONS:
+        c = prod.get(p.input[0])
+        return c if c is not None and c.op_type in ("Conv", "ConvTranspose") else None
+    if p.op_type == "Mul" and len(p.input) == 2:  # SiLU: x * Sigmoid(x)
+        for a, b in ((0, 1), (1, 0)):
+            s = prod.get(p.input[b])
+            if s is not None and s.op_type == "Sigmoid" and s.input[0] == p.input[a]:
+                c = prod.get(p.input[a])
+                if c is not None and c.op_type in ("Conv", "ConvTranspose"):
+                    return c
+    return None
+
+
+def _ancestors(prod, tensor: str, limit: int = 10000) -> set[str]:
+    """Every tensor upstream of ``tensor`` (inclusive)."""
+    seen, stack = set(), [tensor]
+    while stack and len(seen) < limit:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        p = prod.get(t)
+        if p is not None:
+            stack.extend(i for i in p.input if i)
+    return seen
+
+
+def residual_inputs(model, exclude: Iterable[str] = ()) -> dict[str, int]:
+    """``{Add node: index of its residual (skip) input}`` for every residual Add outside ``exclude``.
+
+    An Add ``a + b`` is residual when one input (the skip ``a``) is upstream of the other (``b``),
+    and ``b`` is the output of a convolution (with its activation) that TensorRT can fuse the Add
+    into. Adds with a constant input (bias, anchor offsets) are not residual."""
+    from .graph import consumers, initializer_names, producers
+
+    prod, cons = producers(model), consumers(model)
+    consts = initializer_names(model) | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    skip = set(exclude)
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "Add" or n.name in skip or len(n.input) != 2:
+            continue
+        a, b = n.input
+        if a in consts or b in consts or a not in prod or b not in prod:
+            continue
+        for res, branch, idx in ((a, b, 0), (b, a, 1)):
+            if res in _ancestors(prod, branch) and fusible_conv(model, branch, prod, cons) is not None:
+                out[n.name] = idx
+                break
+    return out
+
+
+def qdq_sites(model, config, exclude: Iterable[str] = ()) -> dict[str, list[tuple[str, int]]]:
+    """``{activation tensor: [(consumer node, input index)]}``: where ``placement="trt"`` puts an
+    activation Q/DQ (weights are added by :func:`insert_qdq` for the weighted consumers)."""
+    from .graph import initializer_names
+
+    skip = set(exclude) | set(config.exclude)
+    ops = set(config.op_types)
+    consts = initializer_names(model) | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    res = residual_inputs(model, skip)
+    sites: dict[str, list[tuple[str, int]]] = {}
+
+    def add(t, node, idx):
+        if t and t not in consts:
+            sites.setdefault(t, []).append((node, idx))
+
+    for n in model.graph.node:
+        if n.name in skip:
+            continue
+        if n.op_type in ops:
+            if n.op_type in _WEIGHT_AXIS or n.op_type == "Gemm":
+                if len(n.input) > 1 and n.input[1] in consts:  # a layer without constant weights stays float
+                    add(n.input[0], n.name, 0)
+            else:  # MatMul: both inputs (the constant one is a weight)
+                add(n.input[0], n.name, 0)
+                add(n.input[1], n.name, 1)
+        elif n.name in res:
+            add(n.input[res[n.name]], n.name, res[n.name])
+        elif n.op_type == "MaxPool":
+            add(n.input[0], n.name, 0)
+    return sites
+
+
+def _scale(amax: float) -> np.float32:
+    a = float(abs(amax))
+    return np.float32(a / 127.0) if a > 0 else np.float32(1.0)
+
+
+def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric INT8 of a weight: ``(q int8, scale float32)`` per channel along ``axis`` (per tensor
+    when None); ``scale = max|w| / 127`` (1 where the channel is all zeros), round half to even."""
+    w = np.asarray(w, np.float32)
+    if axis is None:
+        amax = np.abs(w).max(initial=0.0)
+        s = np.float32(amax / 127.0) if amax > 0 else np.float32(1.0)
+        return np.clip(np.round(w / s), -127, 127).astype(np.int8), np.asarray(s, np.float32)
+    red = tuple(i for i in range(w.ndim) if i != axis)
+    amax = np.abs(w).max(axis=red)
+    s = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8), s
+
+
+def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[str, float],
+               per_channel: bool = True):
+    """A copy of ``model`` (FP32) with an activation Q/DQ pair (scale ``amax / 127``, zero point 0)
+    on each tensor of ``sites`` that has an ``amax``, feeding the listed consumers, and INT8 weights
+    with a ``DequantizeLinear`` for every weighted consumer (Conv, ConvTranspose, Gemm; MatMul with a
+    constant input). Names follow onnxruntime.quantization (``<t>_QuantizeLinear_Output``,
+    ``<w>_quantized``...). Returns the Q/DQ ``onnx.ModelProto``."""
+    onnx = require("onnx")
+    from onnx import helper, numpy_helper
+
+    from .fp16 import toposort
+    from .graph import copy_model
+
+    m = copy_model(model)
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    inits = {t.name: t for t in g.initializer}
+    new_nodes, new_inits = [], []
+    weighted = set()
+    for t, uses in sites.items():
+        if t not in amax:
+            continue
+        s = _scale(amax[t])
+        new_inits += [numpy_helper.from_array(np.asarray(s, np.float32), f"{t}_scale"),
+                      numpy_helper.from_array(np.asarray(0, np.int8), f"{t}_zero_point")]
+        q, dq = f"{t}_QuantizeLinear_Output", f"{t}_DequantizeLinear_Output"
+        new_nodes += [helper.make_node("QuantizeLinear", [t, f"{t}_scale", f"{t}_zero_point"], [q],
+                                       name=f"{t}_QuantizeLinear"),
+                      helper.make_node("DequantizeLinear", [q, f"{t}_scale", f"{t}_zero_point"], [dq],
+                                       name=f"{t}_DequantizeLinear")]
+        for node, idx in uses:
+            n = by_name[node]
+            n.input[idx] = dq
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+                weighted.add(node)
+    done: dict[str, str] = {}
+    for node in sorted(weighted):
+        n = by_name[node]
+        for idx in ((1,) if n.op_type != "MatMul" else (0, 1)):
+            w = n.input[idx] if len(n.input) > idx else ""
+            if w not in inits:
+                continue
+            if w not in done:
+                arr = numpy_helper.to_array(inits[w])
+                axis = _weight_axis(n, arr) if per_channel else None
+                q, s = quantize_weight(arr, axis)
+                new_inits += [numpy_helper.from_array(q, f"{w}_quantized"),
+                              numpy_helper.from_array(s, f"{w}_scale"),
+                              numpy_helper.from_array(np.zeros(s.shape, np.int8), f"{w}_zero_point")]
+                attrs = {"axis": axis} if axis is not None else {}
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{w}_quantized", f"{w}_scale",
+                                                                       f"{w}_zero_point"],
+                                                  [f"{w}_DequantizeLinear_Output"], name=f"{w}_DequantizeLinear",
+                                                  **attrs))
+                done[w] = f"{w}_DequantizeLinear_Output"
+            n.input[idx] = done[w]
+    g.node.extend(new_nodes)
+    g.initializer.extend(new_inits)
+    _drop_unused_initializers(m)
+    if max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0) < 13:
+        raise YoloEdgeError("per-channel Q/DQ needs ONNX opset >= 13: re-export the model with a newer opset")
+    toposort(m)
+    onnx.checker.check_model(m) if m.ByteSize() < 2 ** 31 else None
+    return m
+
+
+def _weight_axis(node, arr: np.ndarray) -> int | None:
+    if arr.ndim < 2:
+        return None
+    if node.op_type in _WEIGHT_AXIS:
+        return _WEIGHT_AXIS[node.op_type]
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return arr.ndim - 1  # MatMul B (K, N): per output column
+
+
+def _drop_unused_initializers(m) -> None:
+    used = {i for n in m.graph.node for i in n.input} | {o.name for o in m.graph.output}
+    keep = [t for t in m.graph.initializer if t.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+
+
+def to_opset(model, opset: int = QDQ_OPSET):
+    """``model`` converted to ONNX opset ``opset`` (no-op when it is already there or above)."""
+    onnx = require("onnx")
+    have = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if have >= opset:
+        return model
+    from onnx import version_converter
+
+    try:
+        out = version_converter.convert_version(model, opset)
+    except Exception as e:
+        raise YoloEdgeError(f"cannot convert the graph from opset {have} to {opset} for FP16 Q/DQ scales: {e}") from e
+    out.ir_version = max(out.ir_version, model.ir_version)
+    del out.metadata_props[:]
+    out.metadata_props.extend(model.metadata_props)
+    onnx.checker.check_model(out)
+    return out
+
+
+def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
+    """The Q/DQ of ``qdq_model`` (FP32 graph, FP32 scales) placed on ``fp16_model`` (the same graph
+    converted to FP16, e.g. by :func:`~yolo_edge.precision.fp16.convert_fp16`), with every scale in
+    the type of the tensor it quantizes (FP16, or FP32 where the FP16 graph kept a node FP32).
+
+    The placement (consumer node and input index), the INT8 weights and the zero points are those of
+    ``qdq_model``; scales are the same numbers cast to FP16. The result has opset >= 19."""
+    onnx = require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .fp16 import toposort
+    from .graph import copy_model, tensor_types
+
+    src = qdq_model
+    prod = {o: n for n in src.graph.node for o in n.output}
+    sinits = {t.name: t for t in src.graph.initializer}
+    m = to_opset(copy_model(fp16_model), opset)
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    types = tensor_types(m)
+
+    def elem(name: str) -> int:
+        v = types.get(name)
+        return v.type.tensor_type.elem_type if v is not None else TensorProto.FLOAT16
+
+    np_of = {TensorProto.FLOAT16: np.float16, TensorProto.FLOAT: np.float32}
+    new_nodes, new_inits = [], []
+    made: dict[str, str] = {}  # key -> DQ output in the twin
+    for n in src.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for idx, t in enumerate(n.input):
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            tgt = by_name.get(n.name)
+            if tgt is None:
+                raise YoloEdgeError(f"node {n.name!r} of the Q/DQ graph is missing from the FP16 graph")
+            qsrc = prod.get(dq.input[0])
+            scale = numpy_helper.to_array(sinits[dq.input[1]])
+            zp = numpy_helper.to_array(sinits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
+            if qsrc is not None and qsrc.op_type == "QuantizeLinear":  # activation: x -> Q -> DQ
+                u = tgt.input[idx]
+                et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
+                key = f"a:{u}"
+                if key not in made:
+                    base = u
+                    sname, zname = f"{base}_scale", f"{base}_zero_point"
+                    new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
+                                  numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
+                    new_nodes += [helper.make_node("QuantizeLinear", [u, sname, zname], [f"{base}_QuantizeLinear_Output"],
+                                                   name=f"{base}_QuantizeLinear"),
+                                  helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output", sname, zname],
+                                                   [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear")]
+                    made[key] = f"{base}_DequantizeLinear_Output"
+                tgt.input[idx] = made[key]
+            else:  # weight: INT8 initializer -> DQ
+                x = tgt.input[0] if idx != 0 else tgt.input[1]
+                et = elem(x) if elem(x) in np_of else TensorProto.FLOAT16
+                key = f"w:{dq.input[0]}:{et}"
+                if key not in made:
+                    base = dq.input[0] if et == TensorProto.FLOAT16 else f"{dq.input[0]}_fp32"
+                    qw = sinits[dq.input[0]]
+                    qcopy = onnx.TensorProto()
+                    qcopy.CopyFrom(qw)
+                    qcopy.name = f"{base}"
+                    sname, zname = f"{base}_wscale", f"{base}_wzero_point"
+                    new_inits += [qcopy, numpy_helper.from_array(scale.astype(np_of[et]), sname),
+                                  numpy_helper.from_array(zp if zp is not None else np.zeros(scale.shape, np.int8),
+                                                          zname)]
+                    attrs = {"axis": axis} if axis is not None else {}
+                    new_nodes.append(helper.make_node("DequantizeLinear", [qcopy.name, sname, zname],
+                                                      [f"{base}_DequantizeLinear_Output"],
+                                                      name=f"{base}_DequantizeLinear", **attrs))
+                    made[key] = f"{base}_DequantizeLinear_Output"
+                tgt.input[idx] = made[key]
+    g.node.extend(new_nodes)
+    g.initializer.extend(new_inits)
+    _drop_unused_initializers(m)
+    toposort(m)
+    onnx.checker.check_model(m) if m.ByteSize() < 2 ** 31 else None
+    return m
+
+
+def same_quantization(a, b) -> list[str]:
+    """Differences between two Q/DQ graphs other than the scales' dtype: which (node, input) gets a
+    DQ, the INT8 weights, zero points and axes, and scales equal after casting both to FP16.
+    Returns human-readable differences (empty: the same quantization)."""
+    from onnx import numpy_helper
+
+    def table(m):
+        prod = {o: n for n in m.graph.node for o in n.output}
+        inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+        out = {}
+        for n in m.graph.node:
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                continue
+            for idx, t in enumerate(n.input):
+                dq = prod.get(t)
+                if dq is None or dq.op_type != "DequantizeLinear":
+                    continue
+                q = prod.get(dq.input[0])
+                kind = "act" if q is not None and q.op_type == "QuantizeLinear" else "weight"
+                out[(n.name, idx)] = {
+                    "kind": kind, "scale": inits[dq.input[1]].astype(np.float16),
+                    "zp": inits[dq.input[2]] if len(dq.input) > 2 else None,
+                    "axis": next((a.i for a in dq.attribute if a.name == "axis"), None),
+                    "w": inits.get(dq.input[0]) if kind == "weight" else None}
+        return out
+
+    ta, tb = table(a), table(b)
+    diffs = [f"{k} only in the first" for k in ta.keys() - tb.keys()]
+    diffs += [f"{k} only in the second" for k in tb.keys() - ta.keys()]
+    for k in ta.keys() & tb.keys():
+        x, y = ta[k], tb[k]
+        if x["kind"] != y["kind"] or x["axis"] != y["axis"]:
+            diffs.append(f"{k}: {x['kind']}/axis {x['axis']} vs {y['kind']}/axis {y['axis']}")
+        if x["scale"].shape != y["scale"].shape or not np.array_equal(x["scale"], y["scale"]):
+            diffs.append(f"{k}: scales differ beyond FP16 rounding")
+        if (x["zp"] is None) != (y["zp"] is None) or (x["zp"] is not None and not np.array_equal(x["zp"], y["zp"])):
+            diffs.append(f"{k}: zero points differ")
+        if x["kind"] == "weight" and (x["w"] is None or y["w"] is None or not np.array_equal(x["w"], y["w"])):
+            diffs.append(f"{k}: INT8 weights differ")
+    return sorted(diffs)
+
+
+__all__ = ["QDQ_OPSET", "fp16_scale_twin", "fusible_conv", "insert_qdq", "qdq_sites", "quantize_weight",
+           "residual_inputs", "same_quantization", "to_opset"]
