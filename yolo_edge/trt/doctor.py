@@ -143,8 +143,9 @@ def _plugins(trt) -> Step:
                 {"creators": [f"{n} v{v}" for n, v in creators]})
 
 
-def _export(cfg: DoctorConfig, nms: str) -> dict:
-    """model.onnx (+ .fp16/.int8) of the bundled model with NMS ``nms``; {precision: path}."""
+def _export(cfg: DoctorConfig, nms: str, trt_major: int | None = None) -> dict:
+    """model.onnx (+ .fp16/.int8) of the bundled model with NMS ``nms``; {precision: path}. The INT8 entry is
+    the file made for TensorRT ``trt_major`` (the FP32-scale twin below 10)."""
     from ..export import export_onnx
     from ..spec import NmsSpec
 
@@ -160,6 +161,8 @@ def _export(cfg: DoctorConfig, nms: str) -> dict:
                                                   build_engines=False, fp16="fp16" in cfg.precisions,
                                                   int8="int8" in cfg.precisions))
         paths.update({k: Path(v) for k, v in res.paths.items() if k in ("fp16", "int8") and v})
+        if trt_major is not None and trt_major < 10 and res.paths.get("int8_fp32scales"):
+            paths["int8"] = Path(res.paths["int8_fp32scales"])  # the FP16-scale file is for TensorRT >= 10
     return paths
 
 
@@ -238,12 +241,13 @@ def run_doctor(cfg: DoctorConfig, trt=None) -> DoctorReport:
     target = str(trt.__version__) if trt is not None else None
 
     have_torch = available("torch")
+    major = int(target.split(".")[0]) if target and target.split(".")[0].isdigit() else None
     for nms in cfg.nms:
         if not have_torch:
             steps.append(Step(f"export nms={nms}", NA, "torch is not installed (pip install 'yolo-edge[torch]')"))
             continue
         exp = _step(steps, f"export nms={nms}", lambda n=nms: Step(f"export nms={n}", "ok", "",
-                                                                   {k: str(v) for k, v in _export(cfg, n).items()}))
+                                                                   {k: str(v) for k, v in _export(cfg, n, major).items()}))
         if exp.status != "ok":
             continue
         for prec in cfg.precisions:

@@ -201,6 +201,28 @@ def _attrs(node) -> dict:
     return out
 
 
+def _made_for(model, key: str) -> str | None:
+    """The message when the file's own metadata says it is for other TensorRT versions (the INT8 FP16-scale
+    file is for TensorRT >= 10, its FP32-scale twin for 8.6), else ``None``."""
+    raw = next((p.value for p in model.metadata_props if p.key == "yolo_edge"), None)
+    try:
+        info = json.loads(raw)["extra"]["precision"] if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    wanted = str(info.get("tensorrt", "")) if isinstance(info, dict) else ""
+    if not wanted:
+        return None
+    fits = ("8.6" in wanted) if key == "8.6" else (">= 10" in wanted or key in wanted)
+    if fits:
+        return None
+    twin = info.get("twin")
+    hint = f"; use its twin {twin} for TensorRT {key}" if twin else ""
+    if key != "8.6":
+        return (f"this file is made for TensorRT {wanted}: on {key} the layers between INT8 convolutions would run "
+                f"FP32{hint}")
+    return f"this file is made for TensorRT {wanted}, not {key}{hint}"
+
+
 def check_onnx(model_or_path, version) -> Readiness:
     """Check an ONNX model (path or ``ModelProto``) against TensorRT ``version`` (8.6 / 10 / 11)."""
     key = target_key(version)
@@ -213,8 +235,11 @@ def check_onnx(model_or_path, version) -> Readiness:
     if key == "11":
         r.findings.append(Finding("info", "no onnx-tensorrt 11.x operator table was available: checked against the "
                                           "10.x table (10.1-GA)"))
+    made_for = _made_for(model, key)
+    if made_for:  # the FP16-scale INT8 file cannot parse on 8.6 (opset 19); the FP32-scale twin parses on 10/11
+        r.findings.append(Finding("error" if key == "8.6" else "warning", made_for))
     lo, hi = table["opsets"]
-    if not lo <= opset <= hi:
+    if not lo <= opset <= hi and not (made_for and key == "8.6"):
         r.findings.append(Finding("error", f"ONNX opset {opset} is outside what TensorRT {key}'s parser supports "
                                            f"({lo}..{hi}); re-export with --opset {min(max(opset, lo), hi)}"))
     types, shapes, consts = _types_and_shapes(model)
