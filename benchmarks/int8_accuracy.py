@@ -141,19 +141,28 @@ def main(argv=None) -> int:
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():
-        npy = work / "calib.npy"
-        np.save(npy, np.concatenate(list(calib.batches(spec.letterbox, 1))))
+        npy = work / f"calib.{stats.data_hash[:16]}.npy"  # keyed by the images: never stale
+        if not npy.is_file():
+            np.save(npy, np.concatenate(list(calib.batches(spec.letterbox, 1))))
         for m in args.modelopt_methods:
             out = work / f"modelopt.{m}.{args.modelopt_high_precision}.onnx"
-            t = time.perf_counter()
-            r = subprocess.run([args.modelopt_python, str(MODELOPT_SCRIPT), str(modelopt_src), str(npy), str(out),
-                                "--method", m, "--high-precision", args.modelopt_high_precision],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                notes.append(f"modelopt {m} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-                _log(notes[-1])
-                continue
-            timing[f"modelopt_{m}_seconds"] = round(time.perf_counter() - t, 1)
+            mkey = {"source_sha256": sha256_file(modelopt_src), "calib_data_sha256": stats.data_hash,
+                    "letterbox": str(spec.letterbox), "method": m, "high_precision": args.modelopt_high_precision}
+            kpath = out.with_suffix(".key.json")
+            if out.is_file() and kpath.is_file() and json.loads(kpath.read_text()) == mkey:
+                _log(f"modelopt {m}: reusing {out} (same source, calibration images and settings)")
+            else:
+                t = time.perf_counter()
+                r = subprocess.run([args.modelopt_python, str(MODELOPT_SCRIPT), str(modelopt_src), str(npy), str(out),
+                                    "--method", m, "--high-precision", args.modelopt_high_precision],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
+                    notes.append(f"modelopt {m} failed: {err}")
+                    _log(notes[-1])
+                    continue
+                timing[f"modelopt_{m}_seconds"] = round(time.perf_counter() - t, 1)
+                kpath.write_text(json.dumps(mkey))
             q = onnx.load(str(out))
             if args.from_onnx:
                 from yolo_edge.export.adapters import adapt_onnx

@@ -10,12 +10,14 @@ file names (:func:`check_disjoint`).
 * the exact ``min`` and ``max`` of every float activation (``ReduceMin``/``ReduceMax`` added to the
   graph, so ONNX Runtime reduces the full tensors), used for the FP16 overflow check, for the
   TensorRT legacy cache of tensors outside the Q/DQ set, and for ``minmax`` calibration;
-* a histogram of ``|x|`` (2048 bins) for the tensors that get quantized, over a fixed-stride
-  sample of each tensor (about ``samples_per_image`` values per image, taken in the graph with a
-  strided ``Slice``), from which ``percentile``, ``entropy`` and ``mse`` choose their ``amax``.
+* for the tensors that get quantized, the signed histogram ONNX Runtime's calibrators build
+  (:mod:`yolo_edge.precision.amax`: grid set by the first image, equal-width growth), counted
+  exactly above ``tau`` and from a strided sample below it, from which ``entropy``, ``percentile``
+  and ``mse`` choose their ``amax``.
 
 One pass serves every method: :meth:`CalibrationStats.amax` computes the ranges of any method
-from the same statistics, so switching method or excluding layers never re-runs calibration.
+from the same statistics, so switching method or excluding layers never re-runs calibration
+(``auto`` adds a few inferences: :func:`yolo_edge.precision.sensitivity.auto_amax`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..spec import LetterboxSpec
 from .amax import ENTROPY_BINS, FINE, SignedHistogram, entropy_amax, mse_amax, percentile_amax
 
 BASE_METHODS = ("minmax", "entropy", "percentile", "mse")
-METHODS = BASE_METHODS
+METHODS = (*BASE_METHODS, "auto")  # auto: per tensor, by layer-output error (sensitivity.auto_amax)
 DEFAULT_METHOD = "minmax"
 DEFAULT_PERCENTILE = 99.99
 HIST_BINS = 2 * (ENTROPY_BINS // 2) * FINE  # signed sub-bins of the first image's range
@@ -353,7 +355,8 @@ class CalibrationStats:
 
     def amax(self, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE,
              names: Iterable[str] | None = None) -> dict[str, float]:
-        """``{tensor: amax}`` by ``method`` (tensors without a histogram always use min/max)."""
+        """``{tensor: amax}`` by ``method`` (tensors without a histogram always use min/max). ``auto``
+        needs the model: :func:`yolo_edge.precision.sensitivity.auto_amax`."""
         keys = self.tensors if names is None else [n for n in names if n in self.tensors]
         return {k: self.tensors[k].amax(method, percentile) for k in keys}
 
