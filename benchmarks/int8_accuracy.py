@@ -126,7 +126,15 @@ def main(argv=None) -> int:
     amaxes = {}
     for m in args.methods:
         t = time.perf_counter()
-        amaxes[m] = stats.amax(m, names=acts)
+        if m == "auto":
+            from yolo_edge.precision.sensitivity import auto_amax
+
+            batches = list(calib.head(4).batches(spec.letterbox, 1))
+            amaxes[m], choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, Int8Config(), tail.nodes),
+                                          acts, batches)
+            timing["auto_choice"] = {c: list(choice.values()).count(c) for c in dict.fromkeys(choice.values())}
+        else:
+            amaxes[m] = stats.amax(m, names=acts)
         timing["method_seconds"][m] = round(time.perf_counter() - t, 2)
     _log(f"calibration: {stats.n_images} images in {pass_s:.1f} s; range selection "
          + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()))
@@ -167,8 +175,10 @@ def main(argv=None) -> int:
             if args.from_onnx:
                 from yolo_edge.export.adapters import adapt_onnx
 
+                names_txt = work / "names.txt"
+                names_txt.write_text("\n".join(spec.names) + "\n")
                 q = onnx.load(str(adapt_onnx(out, work / f"modelopt.{m}.adapted.onnx", fmt=args.format,
-                                             nms=NmsSpec(flavour="none"), names=",".join(spec.names), verbose=False)))
+                                             nms=NmsSpec(flavour="none"), names=str(names_txt), verbose=False)))
             graphs.append((f"modelopt {m} ({args.modelopt_high_precision} scales)", q))
         notes.append(f"ModelOpt {_modelopt_version(args.modelopt_python)}, high_precision_dtype="
                      f"{args.modelopt_high_precision}, calibration_eps=['cpu'], same {len(calib)} calibration images")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import YoloEdgeError
 
-METHODS = ("minmax", "entropy", "percentile", "mse")  # = calibration.METHODS (kept here: no numpy import)
+METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
 
 
 
