@@ -60,13 +60,16 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--val", default="synthetic:val")
     ap.add_argument("--val-images", type=int, default=None, help="default: all")
-    ap.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    ap.add_argument("--methods", nargs="*", default=list(ALL_METHODS), choices=ALL_METHODS,
+                    help="yolo-edge calibration methods to score (none: only FP32, ModelOpt and --extra rows)")
     ap.add_argument("--modelopt-python", default=os.environ.get("YOLO_EDGE_MODELOPT_PYTHON"),
                     help="python of a venv with nvidia-modelopt[onnx] (default $YOLO_EDGE_MODELOPT_PYTHON; "
                          "absent: no ModelOpt rows)")
     ap.add_argument("--modelopt-methods", nargs="+", default=["entropy", "max"], choices=("entropy", "max"))
     ap.add_argument("--modelopt-high-precision", default="fp16", choices=("fp16", "fp32"))
     ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH", help="more INT8 graphs to score")
+    ap.add_argument("--reuse-stats", action="store_true",
+                    help="reuse --work's calibration statistics when their key matches (the timing is then not measured)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the Δ interval (0: none)")
     ap.add_argument("--name", default="int8_accuracy", help="stem of the result files")
     ap.add_argument("--out", default="benchmarks/results", help="where <name>.{json,md} go")
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
     key = stats_key(sha256_file(fp32), spec.letterbox, hashes)
     t = time.perf_counter()
     stats, _ = load_or_collect_stats(raw, calib, spec.letterbox, list(acts), key, work / "calibration.stats.npz",
-                                     reuse=False)
+                                     reuse=args.reuse_stats)
     pass_s = time.perf_counter() - t
     timing = {"images": stats.n_images, "pass_seconds": round(pass_s, 2), "method_seconds": {}}
     amaxes = {}
@@ -186,7 +189,15 @@ def main(argv=None) -> int:
         notes.append("ModelOpt rows skipped: no --modelopt-python / $YOLO_EDGE_MODELOPT_PYTHON")
     for item in args.extra:
         label, _, path = item.partition("=")
-        graphs.append((label, strip_nms(onnx.load(path))))
+        m = onnx.load(path)
+        if get_spec(m) is None and args.from_onnx:  # a third-party graph (e.g. another tool's INT8): adapt it
+            from yolo_edge.export.adapters import adapt_onnx
+
+            names_txt = work / "names.txt"
+            names_txt.write_text("\n".join(spec.names) + "\n")
+            m = onnx.load(str(adapt_onnx(path, work / f"extra.{len(graphs)}.onnx", fmt=args.format,
+                                         nms=NmsSpec(flavour="none"), names=str(names_txt), verbose=False)))
+        graphs.append((label, strip_nms(m)))
 
     evaluators, rows = [], []
     for label, model in graphs:

@@ -56,7 +56,7 @@ def run_job(splits, out, method=None):
     root, model = splits
     cfg = PrecisionConfig(out_dir=out, fp16=False, calib=str(root / "calib"), calib_images=None,
                           val=str(root / "val"), max_map_drop=None, sensitivity="never", latency_runs=1,
-                          report_images=1, show_progress=False, build_engines=False,
+                          report_images=1, show_progress=False, build_engines=False, bootstrap=0,
                           **({"method": method} if method else {}))
     res = run_precision(model, cfg)
     by = {r.precision: r for r in res.rows}
@@ -64,18 +64,26 @@ def run_job(splits, out, method=None):
 
 
 @pytest.fixture(scope="module")
-def honest(splits, tmp_path_factory):
-    return run_job(splits, tmp_path_factory.mktemp("job"))
+def out_dir(tmp_path_factory):
+    """One output folder for every job: the sabotaged jobs reuse the calibration statistics (same
+    key), the sabotage is in the ranges chosen from them."""
+    return tmp_path_factory.mktemp("job")
+
+
+@pytest.fixture(scope="module")
+def honest(splits, out_dir):
+    return run_job(splits, out_dir)
 
 
 def test_default_int8_job_is_accurate_on_real_images(honest):
     drop, fp32 = honest
+    print(f"default INT8 job: ΔmAP50-95 {drop:+.2f} points on {N} coco128 validation images")
     assert fp32 > 0.25  # yolov5n on coco128 images scores ~0.35-0.37: the set-up is right
     assert drop >= -MAX_DROP, f"INT8 lost {-drop:.2f} mAP50-95 points on real COCO images"
 
 
 @pytest.mark.parametrize("sabotage", ["ranges x0.02", "entropy x0.5"])
-def test_a_sabotaged_quantizer_fails_the_accuracy_check(splits, tmp_path_factory, monkeypatch, sabotage, honest):
+def test_a_sabotaged_quantizer_fails_the_accuracy_check(splits, out_dir, monkeypatch, sabotage, honest):
     from yolo_edge.precision import amax as amax_mod
     from yolo_edge.precision import calibration
 
@@ -88,5 +96,6 @@ def test_a_sabotaged_quantizer_fails_the_accuracy_check(splits, tmp_path_factory
         real = amax_mod.entropy_amax
         monkeypatch.setattr(calibration, "entropy_amax", lambda *a, **k: 0.5 * real(*a, **k))
         method = "entropy"
-    drop, _ = run_job(splits, tmp_path_factory.mktemp("sabotage"), method)
+    drop, _ = run_job(splits, out_dir, method)
+    print(f"{sabotage}: ΔmAP50-95 {drop:+.2f} points")
     assert drop < -MAX_DROP, f"{sabotage}: INT8 only lost {-drop:.2f} points; the check would not catch it"
