@@ -74,7 +74,14 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="int8_accuracy", help="stem of the result files")
     ap.add_argument("--out", default="benchmarks/results", help="where <name>.{json,md} go")
     ap.add_argument("--work", default="runs/benchmarks/int8", help="models and statistics of the run")
+    ap.add_argument("--coco128", default=None, metavar="DIR",
+                    help="a coco128 folder: --calib/--val become the halves of --split (sorted names)")
+    ap.add_argument("--split", default="first-last", choices=tuple(SPLITS),
+                    help="with --coco128: first-last (the convention: first 64 calibrate, last 64 validate), "
+                         "last-first (swapped), even-odd, odd-even")
     args = ap.parse_args(argv)
+    if args.coco128:
+        args.calib, args.val = coco128_split(Path(args.coco128), args.split, Path(args.work) / "split")
 
     import numpy as np
     import onnx
@@ -239,6 +246,31 @@ def main(argv=None) -> int:
     (results_dir / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+SPLITS = {"first-last": (lambda n: n[:64], lambda n: n[64:]), "last-first": (lambda n: n[64:], lambda n: n[:64]),
+          "even-odd": (lambda n: n[0::2], lambda n: n[1::2]), "odd-even": (lambda n: n[1::2], lambda n: n[0::2])}
+
+
+def coco128_split(root: Path, split: str, work: Path) -> tuple[str, str]:
+    """Two YOLO datasets of symbolic links (images, labels, data.yaml) under ``work``: the
+    calibration and validation halves of coco128's sorted image names."""
+    images = root / "images" / "train"
+    names = sorted(p.name for p in images.iterdir())
+    out = []
+    for part, pick in zip(("calib", "val"), SPLITS[split]):
+        d = work / split / part
+        for sub in ("images", "labels"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        for f in pick(names):
+            for src, dst in ((images / f, d / "images" / f),
+                             (root / "labels" / "train" / (Path(f).stem + ".txt"), d / "labels" / (Path(f).stem + ".txt"))):
+                if src.is_file() and not dst.exists():
+                    dst.symlink_to(src.resolve())
+        if not (d / "data.yaml").exists():
+            (d / "data.yaml").symlink_to((root / "data.yaml").resolve())
+        out.append(str(d))
+    return out[0], out[1]
 
 
 def _modelopt_version(python: str) -> str:

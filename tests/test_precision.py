@@ -536,7 +536,7 @@ def test_job_writes_models_with_the_four_output_contract(job):
         assert spec.precision == prec and spec.nms.flavour == "onnx"
         assert spec.extra["precision"]["calibration"]["data_sha256"] == data_hash
     int8 = read_spec(out / "model.int8.onnx").extra["precision"]
-    assert int8["method"] == DEFAULT_METHOD == "minmax" and int8["quantized_layers"]
+    assert int8["method"] == DEFAULT_METHOD == "entropy" and int8["quantized_layers"]
     assert any(e["reason"].startswith("decode tail") for e in int8["excluded"])
     rows = json.loads((out / "report" / "report.json").read_text())["evaluation"]
     assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8"]
