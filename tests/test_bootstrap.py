@@ -46,3 +46,15 @@ def test_a_model_against_itself_has_a_zero_interval():
     b = paired_bootstrap([ev, ev], n=30)
     assert b.interval(1, 0) == (0.0, 0.0)
     assert b.std(1, 0) == 0.0
+
+
+def test_budget_loop_refuses_a_validation_set_too_small_for_the_budget():
+    from yolo_edge.precision.pipeline import measurement_noise
+
+    a, b = noisy_evaluator(1), noisy_evaluator(2, jitter=12.0)
+    tight = measurement_noise(a, b, budget=0.1, n=50)
+    assert tight["too_noisy"] and "follows noise" in tight["warning"] and "30 validation images" in tight["warning"]
+    lo, hi = tight["ci90"]
+    assert lo <= tight["delta"] <= hi
+    loose = measurement_noise(a, b, budget=None, n=50)
+    assert not loose["too_noisy"] and "warning" not in loose
