@@ -1,30 +1,38 @@
-"""INT8 accuracy and calibration time: every calibration method, the default job with its budget,
-and plain post-training quantization, against FP32 and FP16 on the synthetic validation set.
+"""INT8 accuracy: every calibration method, NVIDIA ModelOpt as the peer, and any other INT8 graph,
+against FP32 on the same validation images with the same evaluator.
 
-    python benchmarks/int8_accuracy.py                       # bundled checkpoint, 512 calib, 200 val
-    python benchmarks/int8_accuracy.py --model best.pt --val-images 100 --out benchmarks/results/int8
+    # a real COCO detector on coco128 (calibrate on the first 64 sorted images, validate on the last 64)
+    python benchmarks/int8_accuracy.py --from-onnx ../shared/data/yolov5n.onnx --format yolov5 \\
+        --calib SPLIT/first64 --val SPLIT/last64 --modelopt-python /work/venv-modelopt/bin/python
+    # the bundled checkpoint on the synthetic splits
+    python benchmarks/int8_accuracy.py --calib-images 512
+    # add graphs made elsewhere (another placement, another tool): LABEL=PATH, with or without NMS
+    python benchmarks/int8_accuracy.py ... --extra placement-v2=runs/export/model.int8.onnx
 
-Rows (mAP in points on the validation images; ONNX Runtime CPU; graphs without NMS + the numpy
-reference NMS with the evaluation thresholds, the same for every row):
+Rows (ONNX Runtime CPU; graphs without NMS + the numpy reference NMS with the evaluation
+thresholds, scored by pycocotools — the same for every row):
 
-* ``fp32``, ``fp16`` — the export and its FP16 model (decode tail FP32);
-* ``int8 <method>`` — YOLO-aware Q/DQ (Conv inputs, decode tail excluded), no further exclusions,
-  for each calibration method (one calibration pass serves all four);
-* ``int8 default`` — what ``yolo-edge export --int8`` ships: default method and the
-  ``--max-map-drop 1.0`` loop;
-* ``int8 plain`` — plain PTQ: every op type onnxruntime quantizes, nothing excluded (the decode
-  tail, boxes and scores quantized too), default method where a histogram exists, min/max elsewhere.
+* ``fp32`` — the reference;
+* ``int8 <method>`` — yolo-edge's Q/DQ graph (placement as ``quantize_qdq`` makes it today), no
+  exclusions, ranges by each calibration method from ONE calibration pass;
+* ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
+  by default) run in ModelOpt's virtual environment through ``benchmarks/modelopt_quantize.py``
+  (``--modelopt-python`` or ``$YOLO_EDGE_MODELOPT_PYTHON``; the rows are skipped when absent), on the
+  same calibration images, letterboxed by yolo-edge;
+* ``<label>`` for each ``--extra LABEL=PATH``.
 
-Calibration time: the one statistics pass over the images (inference + ranges + histograms), and
-the extra time each method takes to choose its ranges from them. Results go to ``--out`` as JSON
-and Markdown with the command that made them; models, statistics and the report to ``--work``.
+Columns: mAP50-95, mAP50, AP-small (points), Δ vs FP32, and the 90 % image-bootstrap interval of
+that Δ (paired: the same resampled images for both models). Results go to ``--out`` as
+``<name>.json`` and ``<name>.md`` with the command that made them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,124 +40,242 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 METHODS = ("minmax", "entropy", "percentile", "mse")
+MODELOPT_SCRIPT = Path(__file__).with_name("modelopt_quantize.py")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
+    from yolo_edge.precision.calibration import METHODS as ALL_METHODS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="checkpoint (default: the bundled one)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="yolo-edge checkpoint (default: the bundled one)")
+    src.add_argument("--from-onnx", default=None, help="a third-party YOLO ONNX (adapted like `export --from-onnx`)")
+    ap.add_argument("--format", default="auto", help="layout of --from-onnx (yolov5, yolov8, auto)")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--calib", default="synthetic:calib")
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--val", default="synthetic:val")
-    ap.add_argument("--val-images", type=int, default=None, help="default: all (200)")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--max-map-drop", type=float, default=1.0)
-    ap.add_argument("--out", default="benchmarks/results", help="where int8_accuracy.{json,md} go")
-    ap.add_argument("--work", default="runs/benchmarks/int8", help="models, statistics and the report of the run")
+    ap.add_argument("--val-images", type=int, default=None, help="default: all")
+    ap.add_argument("--methods", nargs="*", default=list(ALL_METHODS), choices=ALL_METHODS,
+                    help="yolo-edge calibration methods to score (none: only FP32, ModelOpt and --extra rows)")
+    ap.add_argument("--modelopt-python", default=os.environ.get("YOLO_EDGE_MODELOPT_PYTHON"),
+                    help="python of a venv with nvidia-modelopt[onnx] (default $YOLO_EDGE_MODELOPT_PYTHON; "
+                         "absent: no ModelOpt rows)")
+    ap.add_argument("--modelopt-methods", nargs="+", default=["entropy", "max"], choices=("entropy", "max"))
+    ap.add_argument("--modelopt-high-precision", default="fp16", choices=("fp16", "fp32"))
+    ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH", help="more INT8 graphs to score")
+    ap.add_argument("--reuse-stats", action="store_true",
+                    help="reuse --work's calibration statistics when their key matches (the timing is then not measured)")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the Δ interval (0: none)")
+    ap.add_argument("--name", default="int8_accuracy", help="stem of the result files")
+    ap.add_argument("--out", default="benchmarks/results", help="where <name>.{json,md} go")
+    ap.add_argument("--work", default="runs/benchmarks/int8", help="models and statistics of the run")
+    ap.add_argument("--coco128", default=None, metavar="DIR",
+                    help="a coco128 folder: --calib/--val become the halves of --split (sorted names)")
+    ap.add_argument("--split", default="first-last", choices=tuple(SPLITS),
+                    help="with --coco128: first-last (the convention: first 64 calibrate, last 64 validate), "
+                         "last-first (swapped), even-odd, odd-even")
     args = ap.parse_args(argv)
+    if args.coco128:
+        args.calib, args.val = coco128_split(Path(args.coco128), args.split, Path(args.work) / "split")
 
+    import numpy as np
     import onnx
 
-    from yolo_edge.export import export_onnx
+    from yolo_edge.evaluate.bootstrap import collect, paired_bootstrap
+    from yolo_edge.evaluate.validate import VAL_NMS
+    from yolo_edge.export.metadata import get_spec, set_metadata
     from yolo_edge.precision.calibration import ImageSet
     from yolo_edge.precision.graph import copy_model, find_decode_tail, prepare, strip_nms
     from yolo_edge.precision.int8 import Int8Config, activation_inputs, quantizable_nodes, quantize_qdq
-    from yolo_edge.precision.pipeline import (PrecisionConfig, _Subset, evaluate_onnx, load_or_collect_stats,
-                                              run_precision, stats_key)
-    from yolo_edge.export.metadata import get_spec, set_metadata
+    from yolo_edge.precision.pipeline import _Subset, load_or_collect_stats, stats_key
+    from yolo_edge.runtime import Detector
+    from yolo_edge.runtime.ort_runner import OrtRunner
     from yolo_edge.spec import NmsSpec
     from yolo_edge.util import sha256_file
 
-    out = Path(args.work)
-    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.out)
     results_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
-    fp32 = export_onnx(args.model, out / "model.onnx", imgsz=args.imgsz, verbose=False)
+
+    # the FP32 yolo-edge graph (NMS none) and the source ModelOpt quantizes
+    if args.from_onnx:
+        from yolo_edge.export.adapters import adapt_onnx
+
+        fp32 = adapt_onnx(args.from_onnx, work / "model.onnx", fmt=args.format, nms=NmsSpec(flavour="none"), verbose=False)
+        modelopt_src = Path(args.from_onnx)
+    else:
+        from yolo_edge.export import export_onnx
+
+        fp32 = export_onnx(args.model, work / "model.onnx", imgsz=args.imgsz, nms=NmsSpec(flavour="none"),
+                           verbose=False)
+        modelopt_src = Path(fp32)
     src = onnx.load(str(fp32))
     spec = get_spec(src)
     raw = prepare(strip_nms(src))
     tail = find_decode_tail(raw)
     nodes = quantizable_nodes(raw, exclude=tail.nodes)
     acts = activation_inputs(raw, nodes)
+    eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
 
-    # calibration: one pass, timed; then each method's range selection, timed
+    # one calibration pass, timed; each method's range selection, timed
     calib = ImageSet(args.calib, args.calib_images)
     hashes = calib.hashes()
     key = stats_key(sha256_file(fp32), spec.letterbox, hashes)
-    stats_path = out / "calibration.stats.npz"
     t = time.perf_counter()
-    stats, _ = load_or_collect_stats(raw, calib, spec.letterbox, list(acts), key, stats_path, reuse=False)
+    stats, _ = load_or_collect_stats(raw, calib, spec.letterbox, list(acts), key, work / "calibration.stats.npz",
+                                     reuse=args.reuse_stats)
     pass_s = time.perf_counter() - t
-    timing = {"images": stats.n_images, "pass_seconds": round(pass_s, 2), "inference_and_stats_seconds":
-              round(stats.seconds, 2), "method_seconds": {}}
+    timing = {"images": stats.n_images, "pass_seconds": round(pass_s, 2), "method_seconds": {}}
     amaxes = {}
-    for m in METHODS:
+    for m in args.methods:
         t = time.perf_counter()
-        amaxes[m] = stats.amax(m, names=acts)
-        timing["method_seconds"][m] = round(time.perf_counter() - t, 3)
-    print(f"calibration: {stats.n_images} images in {pass_s:.1f} s (one pass for every method); range selection "
-          + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()), flush=True)
+        if m == "auto":
+            from yolo_edge.precision.sensitivity import auto_amax
+
+            batches = list(calib.head(4).batches(spec.letterbox, 1))
+            amaxes[m], choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, Int8Config(), tail.nodes),
+                                          acts, batches)
+            timing["auto_choice"] = {c: list(choice.values()).count(c) for c in dict.fromkeys(choice.values())}
+        else:
+            amaxes[m] = stats.amax(m, names=acts)
+        timing["method_seconds"][m] = round(time.perf_counter() - t, 2)
+    _log(f"calibration: {stats.n_images} images in {pass_s:.1f} s; range selection "
+         + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()))
 
     val = ImageSet(args.val, args.val_images)
     val_ds = _Subset(val.dataset, val.indices)
-    eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
 
-    def evaluate(model, precision, tag):
-        p = out / f"eval.{tag}.onnx"
-        m = copy_model(model)
-        set_metadata(m, eval_spec.replace(precision=precision))
-        onnx.save(m, str(p))
-        r = evaluate_onnx(p, val_ds, desc=f"val {tag}")
-        p.unlink()
-        return r
-
-    rows = []
-    # the default job (FP32, FP16, INT8 with budget): reuses the statistics saved above (same key)
-    cfg = PrecisionConfig(out_dir=out, calib=args.calib, calib_images=args.calib_images, val=args.val,
-                          val_images=args.val_images, max_map_drop=args.max_map_drop)
-    t = time.perf_counter()
-    job = run_precision(fp32, cfg)
-    job_s = time.perf_counter() - t
-    by = {r.precision: r for r in job.rows}
-    fp32_map = by["fp32"].map50_95
-    for r in job.rows:
-        rows.append({"row": r.precision if r.precision != "int8" else "int8 default", "map50_95": r.map50_95,
-                     "map50": r.map50, "size_mb": r.size_mb, "latency_ms": r.latency_ms,
-                     "excluded": [e["node"] for e in job.excluded] if r.precision == "int8" else None})
+    graphs: list[tuple[str, object]] = [("fp32", raw)]
     for m in args.methods:
-        q = quantize_qdq(raw, amaxes[m], Int8Config(method=m), tail.nodes)
-        r = evaluate(q, "int8", m)
-        rows.append({"row": f"int8 {m}", "map50_95": r.map50_95, "map50": r.map50})
-        print(f"int8 {m}: mAP50-95 {100 * r.map50_95:.2f}", flush=True)
-    plain_amax = {k: v.absmax for k, v in stats.tensors.items()}
-    plain_amax.update(stats.amax(cfg.method, names=acts))
-    q = quantize_qdq(raw, plain_amax, Int8Config(op_types=()), ())
-    r = evaluate(q, "int8", "plain")
-    rows.append({"row": "int8 plain PTQ (all ops, nothing excluded)", "map50_95": r.map50_95, "map50": r.map50})
-    for row in rows:
-        row["delta_map50_95"] = None if row["map50_95"] is None else 100 * (row["map50_95"] - fp32_map)
+        graphs.append((f"int8 {m}", quantize_qdq(raw, amaxes[m], Int8Config(method=m),
+                                                 tail.nodes)))
 
-    result = {"command": " ".join(["python", "benchmarks/int8_accuracy.py", *(argv or sys.argv[1:])]),
-              "model": str(args.model or "bundled"), "imgsz": args.imgsz, "calibration": timing,
-              "val": {"source": args.val, "images": len(val_ds)}, "default_job_seconds": round(job_s, 1),
-              "rows": rows, "machine": platform.platform(), "python": platform.python_version(),
-              "total_seconds": round(time.perf_counter() - t_all, 1)}
-    (results_dir / "int8_accuracy.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# INT8 accuracy ({result['model']}, {args.imgsz} px, {len(val_ds)} validation images)", "",
-             f"`{result['command']}`", "",
-             "| model | mAP50-95 | mAP50 | ΔmAP50-95 (points) |", "|---|---:|---:|---:|"]
+    notes = []
+    if args.modelopt_python and Path(args.modelopt_python).exists():
+        npy = work / f"calib.{stats.data_hash[:16]}.npy"  # keyed by the images: never stale
+        if not npy.is_file():
+            np.save(npy, np.concatenate(list(calib.batches(spec.letterbox, 1))))
+        for m in args.modelopt_methods:
+            out = work / f"modelopt.{m}.{args.modelopt_high_precision}.onnx"
+            mkey = {"source_sha256": sha256_file(modelopt_src), "calib_data_sha256": stats.data_hash,
+                    "letterbox": str(spec.letterbox), "method": m, "high_precision": args.modelopt_high_precision}
+            kpath = out.with_suffix(".key.json")
+            if out.is_file() and kpath.is_file() and json.loads(kpath.read_text()) == mkey:
+                _log(f"modelopt {m}: reusing {out} (same source, calibration images and settings)")
+            else:
+                t = time.perf_counter()
+                r = subprocess.run([args.modelopt_python, str(MODELOPT_SCRIPT), str(modelopt_src), str(npy), str(out),
+                                    "--method", m, "--high-precision", args.modelopt_high_precision],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
+                    notes.append(f"modelopt {m} failed: {err}")
+                    _log(notes[-1])
+                    continue
+                timing[f"modelopt_{m}_seconds"] = round(time.perf_counter() - t, 1)
+                kpath.write_text(json.dumps(mkey))
+            q = onnx.load(str(out))
+            if args.from_onnx:
+                from yolo_edge.export.adapters import adapt_onnx
+
+                names_txt = work / "names.txt"
+                names_txt.write_text("\n".join(spec.names) + "\n")
+                q = onnx.load(str(adapt_onnx(out, work / f"modelopt.{m}.adapted.onnx", fmt=args.format,
+                                             nms=NmsSpec(flavour="none"), names=str(names_txt), verbose=False)))
+            graphs.append((f"modelopt {m} ({args.modelopt_high_precision} scales)", q))
+        notes.append(f"ModelOpt {_modelopt_version(args.modelopt_python)}, high_precision_dtype="
+                     f"{args.modelopt_high_precision}, calibration_eps=['cpu'], same {len(calib)} calibration images")
+    else:
+        notes.append("ModelOpt rows skipped: no --modelopt-python / $YOLO_EDGE_MODELOPT_PYTHON")
+    for item in args.extra:
+        label, _, path = item.partition("=")
+        m = onnx.load(path)
+        if get_spec(m) is None and args.from_onnx:  # a third-party graph (e.g. another tool's INT8): adapt it
+            from yolo_edge.export.adapters import adapt_onnx
+
+            names_txt = work / "names.txt"
+            names_txt.write_text("\n".join(spec.names) + "\n")
+            m = onnx.load(str(adapt_onnx(path, work / f"extra.{len(graphs)}.onnx", fmt=args.format,
+                                         nms=NmsSpec(flavour="none"), names=str(names_txt), verbose=False)))
+        graphs.append((label, strip_nms(m)))
+
+    evaluators, rows = [], []
+    for label, model in graphs:
+        p = work / "eval.onnx"
+        m = copy_model(model)
+        set_metadata(m, eval_spec.replace(precision="fp32" if label == "fp32" else "int8"))
+        onnx.save(m, str(p))
+        with Detector(OrtRunner(p, providers="cpu"), nms=VAL_NMS, max_batch=8) as det:
+            ev = collect(det, val_ds, desc=f"val {label}")
+        r = ev.compute()
+        evaluators.append(ev)
+        rows.append({"row": label, "map50_95": r.map50_95, "map50": r.map50, "ap_small": r.ap_small})
+        _log(f"{label}: mAP50-95 {100 * r.map50_95:.2f}  mAP50 {100 * r.map50:.2f}  AP-small {100 * r.ap_small:.2f}")
+    boot = paired_bootstrap(evaluators, n=args.bootstrap) if args.bootstrap else None
+    for i, row in enumerate(rows):
+        row["delta_map50_95"] = 100 * (row["map50_95"] - rows[0]["map50_95"])
+        row["delta_ap_small"] = 100 * (row["ap_small"] - rows[0]["ap_small"])
+        if boot is not None and i:
+            row["delta_ci90"] = list(boot.interval(i, 0))
+
+    cmd = " ".join(["python", "benchmarks/int8_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    result = {"command": cmd, "model": str(args.from_onnx or args.model or "bundled"), "calib": args.calib,
+              "val": args.val, "val_images": len(val_ds), "calibration": timing, "rows": rows, "notes": notes,
+              "bootstrap": args.bootstrap, "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+              "python": platform.python_version(), "total_seconds": round(time.perf_counter() - t_all, 1)}
+    (results_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# INT8 accuracy: {result['model']}, calibration {args.calib} ({stats.n_images} images), "
+             f"validation {args.val} ({len(val_ds)} images)", "", f"`{cmd}`", "",
+             "| model | mAP50-95 | mAP50 | AP-small | Δ mAP50-95 | 90 % CI of Δ | Δ AP-small |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        f = (lambda v: "—" if v is None else f"{100 * v:.2f}")
-        d = "—" if row["delta_map50_95"] is None else f"{row['delta_map50_95']:+.2f}"
-        lines.append(f"| {row['row']} | {f(row['map50_95'])} | {f(row['map50'])} | {d} |")
+        ci = row.get("delta_ci90")
+        lines.append(f"| {row['row']} | {100 * row['map50_95']:.2f} | {100 * row['map50']:.2f} | "
+                     f"{100 * row['ap_small']:.2f} | {row['delta_map50_95']:+.2f} | "
+                     f"{'—' if ci is None else f'{ci[0]:+.2f} … {ci[1]:+.2f}'} | {row['delta_ap_small']:+.2f} |")
     lines += ["", f"Calibration: {stats.n_images} images, one pass {pass_s:.1f} s; range selection "
-              + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()) + ".",
-              f"Default job (`yolo-edge export --int8` after export): {job_s:.0f} s; layers it kept in higher "
-              f"precision: {', '.join(e['node'] for e in job.excluded) or 'none'}.", ""]
-    (results_dir / "int8_accuracy.md").write_text("\n".join(lines))
+              + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()) + ".", *notes,
+              f"Machine: {result['machine']}; total {result['total_seconds']:.0f} s.", ""]
+    (results_dir / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+SPLITS = {"first-last": (lambda n: n[:64], lambda n: n[64:]), "last-first": (lambda n: n[64:], lambda n: n[:64]),
+          "even-odd": (lambda n: n[0::2], lambda n: n[1::2]), "odd-even": (lambda n: n[1::2], lambda n: n[0::2])}
+
+
+def coco128_split(root: Path, split: str, work: Path) -> tuple[str, str]:
+    """Two YOLO datasets of symbolic links (images, labels, data.yaml) under ``work``: the
+    calibration and validation halves of coco128's sorted image names."""
+    images = root / "images" / "train"
+    names = sorted(p.name for p in images.iterdir())
+    out = []
+    for part, pick in zip(("calib", "val"), SPLITS[split]):
+        d = work / split / part
+        for sub in ("images", "labels"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        for f in pick(names):
+            for src, dst in ((images / f, d / "images" / f),
+                             (root / "labels" / "train" / (Path(f).stem + ".txt"), d / "labels" / (Path(f).stem + ".txt"))):
+                if src.is_file() and not dst.exists():
+                    dst.symlink_to(src.resolve())
+        if not (d / "data.yaml").exists():
+            (d / "data.yaml").symlink_to((root / "data.yaml").resolve())
+        out.append(str(d))
+    return out[0], out[1]
+
+
+def _modelopt_version(python: str) -> str:
+    r = subprocess.run([python, "-c", "import modelopt; print(modelopt.__version__)"], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

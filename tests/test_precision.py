@@ -26,8 +26,8 @@ from yolo_edge.errors import YoloEdgeError  # noqa: E402
 from yolo_edge.letterbox import letterbox_batch  # noqa: E402
 from yolo_edge.precision import cache as cache_mod  # noqa: E402
 from yolo_edge.precision.calibration import (  # noqa: E402
-    DEFAULT_METHOD, CalibrationReader, CalibrationStats, ImageSet, TensorStats, _entropy_amax_loop, check_disjoint, collect_stats,
-    entropy_amax, image_hash, lower_bounds, mse_amax, ort_session)
+    DEFAULT_METHOD, CalibrationReader, CalibrationStats, ImageSet, check_disjoint, collect_stats, image_hash,
+    lower_bounds, ort_session)
 from yolo_edge.precision.fp16 import convert_fp16, overflow_tensors  # noqa: E402
 from yolo_edge.precision.graph import find_decode_tail, prepare, strip_nms, tensor_types  # noqa: E402
 from yolo_edge.precision.int8 import (  # noqa: E402
@@ -233,44 +233,7 @@ def test_stats_exact_max_and_histogram(graph, stats):
     assert lower_bounds(raw)[list(acts)[1]] == pytest.approx(-0.27846, abs=1e-4)  # a SiLU output
 
 
-def test_methods_on_a_known_distribution():
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(0, 1, 200_000), [40.0, -35.0]]).astype(np.float32)
-    st = TensorStats("x")
-    for chunk in np.array_split(x, 7):  # growing range: bins merge exactly
-        st.add(chunk.min(), chunk.max(), chunk)
-    assert st.absmax == 40.0 and st.amax("minmax") == 40.0
-    assert st.n_samples == x.size
-    p = st.amax("percentile", 99.99)
-    assert abs(p - np.percentile(np.abs(x), 99.99)) < 2 * st.top / st.hist.size
-    assert st.saturation(p) == pytest.approx(1e-4, abs=5e-5)
-    assert 2.5 < st.amax("entropy") < 10  # clips the two outliers, keeps the Gaussian body
-    assert p <= st.amax("mse") <= 40.0  # squared error: two far outliers weigh a lot
-    with pytest.raises(YoloEdgeError, match="unknown calibration method"):
-        st.amax("kl")
-
-
-def test_entropy_matches_the_slow_loop():
-    rng = np.random.default_rng(1)
-    for trial in range(3):
-        x = np.abs(np.concatenate([rng.normal(0, 1, 5000), rng.normal(0, 6, 20)]))
-        h, _ = np.histogram(x, bins=320, range=(0, x.max() * 1.2))
-        if trial:
-            h[rng.integers(0, 320, 30)] = 0
-        assert entropy_amax(h, x.max() * 1.2) == _entropy_amax_loop(h, x.max() * 1.2)
-
-
-def test_mse_amax_minimises_the_error():
-    rng = np.random.default_rng(2)
-    x = np.abs(rng.laplace(0, 1, 50_000))
-    h, _ = np.histogram(x, bins=512, range=(0, x.max()))
-    a = mse_amax(h, x.max())
-
-    def err(amax):
-        s = amax / 127
-        return float(((np.clip(np.round(x / s), -128, 127) * s - x) ** 2).mean())
-
-    assert err(a) <= 1.05 * min(err(v) for v in np.linspace(x.max() / 50, x.max(), 60))
+# the calibration methods against their references: tests/test_calibration_ref.py
 
 
 def test_stats_save_load_round_trip(stats, tmp_path):
@@ -573,7 +536,7 @@ def test_job_writes_models_with_the_four_output_contract(job):
         assert spec.precision == prec and spec.nms.flavour == "onnx"
         assert spec.extra["precision"]["calibration"]["data_sha256"] == data_hash
     int8 = read_spec(out / "model.int8.onnx").extra["precision"]
-    assert int8["method"] == DEFAULT_METHOD == "minmax" and int8["quantized_layers"]
+    assert int8["method"] == DEFAULT_METHOD == "entropy" and int8["quantized_layers"]
     assert any(e["reason"].startswith("decode tail") for e in int8["excluded"])
     rows = json.loads((out / "report" / "report.json").read_text())["evaluation"]
     assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8"]

@@ -13,7 +13,8 @@ Importing this package needs numpy only; onnx and onnxruntime are imported when 
 
 from .cache import CacheKey, StaleCacheError, check_cache, format_trt_cache, parse_trt_cache, trt_version_tag, write_cache
 from .calibration import (DEFAULT_METHOD, METHODS, CalibrationReader, CalibrationStats, ImageSet, TensorStats,
-                          check_disjoint, collect_stats, data_hash, entropy_amax, image_hash, mse_amax)
+                          check_disjoint, collect_stats, data_hash, image_hash)
+from .amax import entropy_amax, mse_amax
 from .fp16 import FP16_MAX, Fp16Result, convert_fp16, overflow_tensors
 from .graph import DecodeTail, find_decode_tail, strip_nms
 from .int8 import Int8Config, fake_quant, qdq_layers, quantize_qdq

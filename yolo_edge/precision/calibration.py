@@ -10,12 +10,14 @@ file names (:func:`check_disjoint`).
 * the exact ``min`` and ``max`` of every float activation (``ReduceMin``/``ReduceMax`` added to the
   graph, so ONNX Runtime reduces the full tensors), used for the FP16 overflow check, for the
   TensorRT legacy cache of tensors outside the Q/DQ set, and for ``minmax`` calibration;
-* a histogram of ``|x|`` (2048 bins) for the tensors that get quantized, over a fixed-stride
-  sample of each tensor (about ``samples_per_image`` values per image, taken in the graph with a
-  strided ``Slice``), from which ``percentile``, ``entropy`` and ``mse`` choose their ``amax``.
+* for the tensors that get quantized, the signed histogram ONNX Runtime's calibrators build
+  (:mod:`yolo_edge.precision.amax`: grid set by the first image, equal-width growth), counted
+  exactly above ``tau`` and from a strided sample below it, from which ``entropy``, ``percentile``
+  and ``mse`` choose their ``amax``.
 
 One pass serves every method: :meth:`CalibrationStats.amax` computes the ranges of any method
-from the same statistics, so switching method or excluding layers never re-runs calibration.
+from the same statistics, so switching method or excluding layers never re-runs calibration
+(``auto`` adds a few inferences: :func:`yolo_edge.precision.sensitivity.auto_amax`).
 """
 
 from __future__ import annotations
@@ -33,15 +35,19 @@ import numpy as np
 from ..deps import progress, require
 from ..errors import YoloEdgeError
 from ..spec import LetterboxSpec
+from .amax import ENTROPY_BINS, FINE, SignedHistogram, entropy_amax, mse_amax, percentile_amax
 
-METHODS = ("minmax", "entropy", "percentile", "mse")
-DEFAULT_METHOD = "minmax"  # measured best for YOLO on the synthetic set (benchmarks/int8_accuracy.py): clipping
-# the activations (entropy, percentile) costs the detector far more than the coarser resolution of min/max
+BASE_METHODS = ("minmax", "entropy", "percentile", "mse")
+METHODS = (*BASE_METHODS, "auto")  # auto: per tensor, by layer-output error (sensitivity.auto_amax)
+DEFAULT_METHOD = "entropy"  # chosen on real COCO images and the synthetic set: README "INT8 calibration methods"
 DEFAULT_PERCENTILE = 99.99
-HIST_BINS = 2048
-SAMPLES_PER_IMAGE = 8192
+HIST_BINS = 2 * (ENTROPY_BINS // 2) * FINE  # signed sub-bins of the first image's range
+SAMPLE_STRIDE = 32  # at most: one value in 32 of the bulk (|x| <= tau) is histogrammed, the tail exactly
+MIN_SAMPLES = 32768  # values per image below which a tensor is histogrammed whole
+TAIL_QUANTILE = 0.995  # tau: this quantile of |x| on the first image; the 0.5 % above it are counted exactly
+SAMPLES_PER_IMAGE = MIN_SAMPLES  # (kept for the statistics key)
 DEFAULT_CALIB_IMAGES = 512
-STATS_VERSION = 1
+STATS_VERSION = 2
 
 
 # --- calibration images ------------------------------------------------------------------------
@@ -219,195 +225,103 @@ class TensorStats:
 
     Attributes:
         name: tensor name.
-        min, max: exact extremes over every element of every image.
-        hist: counts of ``|x|`` in ``len(hist)`` equal bins over ``[0, top]`` (sampled elements);
-            empty when the tensor was not histogrammed.
-        top: upper edge of the histogram.
+        min, max: exact extremes over every element of every image (``min`` may come from the
+            histogram for tensors with a static lower bound, see :func:`collect_stats`).
+        signed: the signed-value histogram (:class:`~yolo_edge.precision.amax.SignedHistogram`,
+            ONNX Runtime's grid); empty when the tensor was not histogrammed.
+        tau: values with ``|x| > tau`` are counted exactly on every image, the others from a strided
+            sample (see :func:`collect_stats`); ``-1`` before the first image.
     """
 
     name: str
     min: float = math.inf
     max: float = -math.inf
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    top: float = 0.0
+    signed: SignedHistogram = field(default_factory=SignedHistogram)
     n_images: int = 0
     min_exact: bool = True
+    tau: float = -1.0
 
     @property
     def absmax(self) -> float:
         return float(max(abs(self.min), abs(self.max))) if math.isfinite(self.min) else 0.0
 
     @property
+    def hist(self) -> np.ndarray:
+        """Counts of ``|x|`` in equal bins over ``[0, top]`` (empty without a histogram)."""
+        return self.signed.abs_hist() if self.signed else np.zeros(0, np.int64)
+
+    @property
+    def top(self) -> float:
+        return self.signed.top if self.signed else 0.0
+
+    @property
     def n_samples(self) -> int:
-        return int(self.hist.sum())
+        return self.signed.total if self.signed else 0
 
     @property
     def has_hist(self) -> bool:
-        return self.hist.size > 0 and self.hist.sum() > 0
+        return bool(self.signed) and self.signed.total > 0
 
     def edges(self) -> np.ndarray:
-        return np.linspace(0.0, self.top, self.hist.size + 1)
+        h = self.hist
+        return np.linspace(0.0, self.top, h.size + 1)
 
-    def add(self, lo: float, hi: float, sample: np.ndarray | None = None, bins: int = HIST_BINS) -> None:
+    def add(self, lo: float, hi: float, values: np.ndarray | None = None, *, weight: int = 1,
+            amax: float | None = None) -> None:
+        """Record one image (or batch): its extremes, and ``values`` into the histogram, each counted
+        ``weight`` times (a strided sample stands for ``weight`` values)."""
         self.min = min(self.min, float(lo))
         self.max = max(self.max, float(hi))
-        if sample is None:
+        if values is None:
             return
-        amax = max(abs(float(lo)), abs(float(hi)))
-        if self.hist.size == 0:
-            self.hist = np.zeros(bins, np.int64)
-            self.top = amax if amax > 0 else 1e-8
-        while amax > self.top:  # double the range: merge bin pairs, exact
-            h = self.hist.reshape(-1, 2).sum(axis=1)
-            self.hist = np.concatenate([h, np.zeros(h.size, np.int64)])
-            self.top *= 2.0
-        a = np.abs(sample.astype(np.float32, copy=False).ravel())
-        idx = np.minimum((a * (self.hist.size / self.top)).astype(np.int64), self.hist.size - 1)
-        self.hist += np.bincount(idx, minlength=self.hist.size)
+        a = max(abs(float(lo)), abs(float(hi)), float(amax or 0.0))
+        self.signed.add(values, amax=a, weight=weight)
 
     def percentile(self, p: float) -> float:
         """The ``p``-th percentile of ``|x|`` (linear inside a bin); exact max for p >= 100."""
         if not self.has_hist or p >= 100:
             return self.absmax
-        cdf = np.cumsum(self.hist) / self.hist.sum()
-        i = int(np.searchsorted(cdf, p / 100.0))
-        lo_c = cdf[i - 1] if i > 0 else 0.0
-        frac = (p / 100.0 - lo_c) / max(cdf[i] - lo_c, 1e-12)
-        w = self.top / self.hist.size
-        return float(min((i + frac) * w, self.absmax))
+        return percentile_amax(self.hist, self.signed.unit, p, self.absmax)
 
     def saturation(self, amax: float) -> float:
-        """Fraction of (sampled) values with ``|x| > amax``: what INT8 clips."""
+        """Fraction of values with ``|x| > amax``: what INT8 clips."""
         if not self.has_hist:
             return 0.0 if amax >= self.absmax else float("nan")
-        w = self.top / self.hist.size
-        pos = amax / w
+        h = self.hist
+        pos = amax / self.signed.unit
         i = int(pos)
-        if i >= self.hist.size:
+        if i >= h.size:
             return 0.0
-        above = self.hist[i + 1:].sum() + self.hist[i] * (1.0 - (pos - i))
-        return float(above / self.hist.sum())
+        above = h[i + 1:].sum() + h[i] * (1.0 - (pos - i))
+        return float(above / h.sum())
 
     def amax(self, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE) -> float:
-        """The clipping range ``amax`` chosen by ``method`` (``minmax`` without a histogram)."""
-        if method not in METHODS:
-            raise YoloEdgeError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
+        """The clipping range ``amax`` chosen by ``method`` (``minmax`` without a histogram).
+        ``auto`` needs the model: see :meth:`CalibrationStats.amax`."""
+        if method not in METHODS or method == "auto":
+            raise YoloEdgeError(f"unknown calibration method {method!r}; choose from {', '.join(BASE_METHODS)}")
         full = self.absmax
         if method == "minmax" or not self.has_hist or full == 0.0:
             return full
         if method == "percentile":
             a = self.percentile(percentile)
         elif method == "entropy":
-            a = entropy_amax(self.hist, self.top)
+            a = entropy_amax(self.signed, self.min, self.max)
         else:
-            a = mse_amax(self.hist, self.top)
+            a = mse_amax(self.hist, self.signed.unit, full)
         return float(min(max(a, full * 1e-3, 1e-8), full))
 
     def to_dict(self, bins: int = 128) -> dict:
-        """JSON-ready summary; the histogram re-binned to ``bins`` bins."""
+        """JSON-ready summary; the ``|x|`` histogram re-binned to about ``bins`` bins."""
         d = {"name": self.name, "min": self.min, "max": self.max, "images": self.n_images,
              "min_exact": self.min_exact}
         if self.has_hist:
-            f = max(1, self.hist.size // bins)
-            d["hist"] = self.hist.reshape(-1, f).sum(axis=1).tolist()
-            d["hist_top"] = self.top
+            h = self.hist
+            f = max(1, h.size // bins)
+            n = (h.size // f) * f
+            d["hist"] = h[:n].reshape(-1, f).sum(axis=1).tolist()
+            d["hist_top"] = n * self.signed.unit
         return d
-
-
-def entropy_amax(hist: np.ndarray, top: float, num_bits: int = 8, start_bin: int = 128, stride: int = 1) -> float:
-    """TensorRT-style entropy calibration: the ``amax`` minimising KL(P || Q) between the histogram
-    of ``|x|`` clipped at a candidate edge (outliers folded into the last bin) and the same
-    distribution quantized to ``2**(num_bits-1)`` levels, each level spread evenly over the
-    non-empty source bins it covers (the algorithm of NVIDIA's pytorch-quantization
-    ``_compute_amax_entropy``). Ties go to the larger range.
-
-    Closed form per candidate ``i`` (``b`` the bins, ``t`` the mass beyond ``i``, ``P`` the total,
-    ``Q = sum(b[:i])``, ``L_g`` the level of quantized bin ``g`` and ``S_g`` its mass)::
-
-        KL = (sum_{j<i-1} b_j log b_j + b~ log b~) / P - log P
-             - (sum_g S_g log L_g + t log L_last) / P + log Q,        b~ = b_{i-1} + t
-
-    so every candidate costs O(levels) with cumulative sums instead of O(bins)."""
-    bins = hist.astype(np.float64).copy()
-    n = bins.size
-    if n < 2 or bins.sum() <= 0:
-        return float(top)
-    bins[0] = bins[1]  # the spike at zero (SiLU floor, padding) would dominate the KL
-    nq = 1 << (num_bits - 1)
-    csum = np.concatenate([[0.0], np.cumsum(bins)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        blogb = np.where(bins > 0, bins * np.log(np.where(bins > 0, bins, 1.0)), 0.0)
-    cbl = np.concatenate([[0.0], np.cumsum(blogb)])
-    cnz = np.concatenate([[0.0], np.cumsum(bins > 0)])
-    P = csum[-1]
-    i = np.arange(max(min(start_bin, n), nq), n + 1, stride).astype(np.int64)  # candidates
-    bnd = -((-np.arange(nq + 1)[None, :] * i[:, None]) // nq)  # ceil(g * i / nq): (K, nq + 1)
-    S = csum[bnd[:, 1:]] - csum[bnd[:, :-1]]  # mass per level
-    C = cnz[bnd[:, 1:]] - cnz[bnd[:, :-1]]  # non-empty source bins per level
-    with np.errstate(divide="ignore", invalid="ignore"):
-        L = np.where(C > 0, S / np.maximum(C, 1.0), 0.0)
-        slogl = np.where(S > 0, S * np.log(np.where(L > 0, L, 1.0)), 0.0).sum(axis=1)
-        t = P - csum[i]
-        last = bins[i - 1]
-        bt = last + t
-        a = (cbl[i - 1] + np.where(bt > 0, bt * np.log(np.where(bt > 0, bt, 1.0)), 0.0)) / P - np.log(P)
-        l_last = L[:, -1]
-        b = (slogl + np.where(t > 0, t * np.log(np.where(l_last > 0, l_last, 1.0)), 0.0)) / P - np.log(csum[i])
-        kl = a - b
-    kl = np.where((t > 0) & (last <= 0), np.inf, kl)  # outliers land on an empty bin: Q = 0 there
-    kl = np.where(csum[i] > 0, kl, np.inf)
-    if not np.isfinite(kl).any():
-        return float(top)
-    k = len(kl) - 1 - int(np.argmin(kl[::-1]))
-    return float(i[k] * top / n)
-
-
-def _entropy_amax_loop(hist: np.ndarray, top: float, num_bits: int = 8, start_bin: int = 128) -> float:
-    """The slow, obviously-correct loop :func:`entropy_amax` is tested against."""
-    bins = hist.astype(np.float64).copy()
-    n = bins.size
-    bins[0] = bins[1]
-    nq = 1 << (num_bits - 1)
-    best_i, best_kl = n, np.inf
-    for i in range(start_bin, n + 1):
-        p = bins[:i].copy()
-        p[-1] += bins[i:].sum()
-        q = np.zeros(i)
-        for g in range(nq):
-            members = [jj for jj in range(i) if (jj * nq) // i == g]
-            nonzero = [jj for jj in members if bins[jj] > 0]
-            for jj in nonzero:
-                q[jj] = sum(bins[k] for k in members) / len(nonzero)
-        p /= p.sum()
-        if q.sum() <= 0:
-            continue
-        q /= q.sum()
-        if np.any((p > 0) & (q <= 0)):
-            continue
-        m = p > 0
-        kl = float(np.sum(p[m] * np.log(p[m] / q[m])))
-        if kl <= best_kl:
-            best_kl, best_i = kl, i
-    return float(best_i * top / n)
-
-
-def mse_amax(hist: np.ndarray, top: float, num_bits: int = 8, candidates: int = 256) -> float:
-    """The ``amax`` minimising the expected squared error of symmetric INT8 fake quantization over
-    the histogram (bin centres stand for their values)."""
-    n = hist.size
-    w = top / n
-    centres = (np.arange(n) + 0.5) * w
-    counts = hist.astype(np.float64)
-    keep = counts > 0
-    centres, counts = centres[keep], counts[keep]
-    if counts.size == 0:
-        return float(top)
-    qmax = (1 << (num_bits - 1)) - 1
-    cand = np.linspace(top / candidates, top, candidates)  # (K,)
-    scale = cand[:, None] / qmax
-    q = np.clip(np.round(centres[None, :] / scale), -qmax - 1, qmax) * scale
-    err = ((q - centres[None, :]) ** 2 * counts[None, :]).sum(axis=1)
-    return float(cand[int(np.argmin(err))])
 
 
 class CalibrationStats:
@@ -441,7 +355,8 @@ class CalibrationStats:
 
     def amax(self, method: str = DEFAULT_METHOD, percentile: float = DEFAULT_PERCENTILE,
              names: Iterable[str] | None = None) -> dict[str, float]:
-        """``{tensor: amax}`` by ``method`` (tensors without a histogram always use min/max)."""
+        """``{tensor: amax}`` by ``method`` (tensors without a histogram always use min/max). ``auto``
+        needs the model: :func:`yolo_edge.precision.sensitivity.auto_amax`."""
         keys = self.tensors if names is None else [n for n in names if n in self.tensors]
         return {k: self.tensors[k].amax(method, percentile) for k in keys}
 
@@ -455,9 +370,10 @@ class CalibrationStats:
         meta = {"version": STATS_VERSION, "hashes": self.hashes, "seconds": self.seconds, "source": self.source,
                 "letterbox": {"size": list(self.letterbox.size), "pad_value": self.letterbox.pad_value,
                               "scaleup": self.letterbox.scaleup, "interpolation": self.letterbox.interpolation},
-                "tensors": [{"name": t.name, "min": t.min, "max": t.max, "top": t.top, "n": t.n_images,
+                "tensors": [{"name": t.name, "min": t.min, "max": t.max, "unit": t.signed.unit, "tau": t.tau,
+                             "n": t.n_images,
                              "exact": t.min_exact} for t in self.tensors.values()]}
-        arrays = {f"h{i}": t.hist for i, t in enumerate(self.tensors.values())}
+        arrays = {f"h{i}": t.signed.counts for i, t in enumerate(self.tensors.values())}
         path = Path(path)
         with atomic_write(path) as f:
             np.savez_compressed(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
@@ -471,19 +387,21 @@ class CalibrationStats:
                 raise YoloEdgeError(f"{path}: calibration statistics of another version; recalibrate")
             tensors = {}
             for i, t in enumerate(meta["tensors"]):
-                tensors[t["name"]] = TensorStats(t["name"], t["min"], t["max"], z[f"h{i}"].astype(np.int64), t["top"],
-                                                 t.get("n", 0), t.get("exact", True))
+                tensors[t["name"]] = TensorStats(t["name"], t["min"], t["max"],
+                                                 SignedHistogram(z[f"h{i}"].astype(np.int64), t["unit"]),
+                                                 t.get("n", 0), t.get("exact", True), t.get("tau", -1.0))
         lb = meta["letterbox"]
         return cls(tensors, meta["hashes"], LetterboxSpec(size=tuple(lb["size"]), pad_value=lb["pad_value"],
                                                           scaleup=lb["scaleup"], interpolation=lb["interpolation"]),
                    meta.get("seconds", 0.0), meta.get("source", ""))
 
 
-def _stride_for(size: int, target: int, inner: int | None) -> int:
-    """A sampling stride giving about ``target`` values out of ``size``, coprime with ``inner``
+def _stride_for(size: int, inner: int | None, max_stride: int = SAMPLE_STRIDE, min_samples: int = MIN_SAMPLES) -> int:
+    """The sampling stride of a tensor of ``size`` values per image: 1 (everything) for small
+    tensors, else up to ``max_stride`` keeping at least ``min_samples`` values, coprime with ``inner``
     (the spatial size) so that samples do not line up with rows or channels."""
-    k = max(1, size // max(1, target))
-    if inner:
+    k = max(1, min(max_stride, size // max(1, min_samples)))
+    if inner and k > 1:
         while math.gcd(k, inner) != 1:
             k += 1
     return k
@@ -522,15 +440,15 @@ def lower_bounds(model, input_bounds: dict[str, float] | None = None) -> dict[st
     return bounds
 
 
-def augment_for_stats(model, minmax: Sequence[str], sampled: Sequence[str], samples_per_image: int = SAMPLES_PER_IMAGE,
-                      max_only: Sequence[str] = ()):
-    """A copy of ``model`` with extra outputs:
+def augment_for_stats(model, minmax: Sequence[str], sampled: Sequence[str], max_only: Sequence[str] = ()):
+    """A copy of ``model`` with extra outputs, and its sampling strides ``{tensor: k}``:
 
     * ``<t>::min`` and ``<t>::max`` (ReduceMin/ReduceMax) for every tensor of ``minmax``;
     * ``<t>::max`` alone for every tensor of ``max_only`` (GlobalMaxPool on 4-D tensors, which ONNX
       Runtime runs in its blocked layout: much cheaper than ReduceMax there);
-    * ``<t>::sample`` (a strided 1-D sample of about ``samples_per_image`` values per image) for
-      every tensor of ``sampled``.
+    * for every tensor of ``sampled``: ``<t>::sample``, one value in ``k`` of the flattened tensor
+      (strided ``Slice``), and ``<t>::tail``, every value with ``|x| > tau`` (``Compress``), where
+      ``tau`` is the scalar graph input ``<t>::tau`` (``-1``: every value).
     """
     onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -564,23 +482,34 @@ def augment_for_stats(model, minmax: Sequence[str], sampled: Sequence[str], samp
         else:
             g.node.append(helper.make_node("ReduceMax", [t], [out], name=f"stats::max::{t}", keepdims=0))
             g.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, []))
+    strides = {}
     for i, t in enumerate(sampled):
         dims = types[t].type.tensor_type.shape.dim if t in types else []
         inner = None
         if len(dims) >= 3 and all(d.HasField("dim_value") for d in dims[2:]):
             inner = int(np.prod([d.dim_value for d in dims[2:]]))
-        k = _stride_for(sizes.get(t, samples_per_image), samples_per_image, inner)
-        start = numpy_helper.from_array(np.array([(i * 7919) % k], np.int64), f"stats::start{i}")
-        step = numpy_helper.from_array(np.array([k], np.int64), f"stats::step{i}")
-        g.initializer.extend([start, step])
+        k = strides[t] = _stride_for(sizes.get(t, MIN_SAMPLES * SAMPLE_STRIDE), inner)
         flat = f"{t}::flat"
         g.node.append(helper.make_node("Reshape", [t, "stats::flat"], [flat], name=f"stats::flat::{t}"))
         out = f"{t}::sample"
-        g.node.append(helper.make_node("Slice", [flat, start.name, "stats::end", "stats::axis", step.name], [out],
-                                       name=f"stats::sample::{t}"))
+        if k == 1:
+            g.node.append(helper.make_node("Identity", [flat], [out], name=f"stats::sample::{t}"))
+        else:
+            start = numpy_helper.from_array(np.array([(i * 7919) % k], np.int64), f"stats::start{i}")
+            step = numpy_helper.from_array(np.array([k], np.int64), f"stats::step{i}")
+            g.initializer.extend([start, step])
+            g.node.append(helper.make_node("Slice", [flat, start.name, "stats::end", "stats::axis", step.name], [out],
+                                           name=f"stats::sample::{t}"))
         g.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [None]))
+        if k > 1:
+            tau = f"{t}::tau"
+            g.input.append(helper.make_tensor_value_info(tau, TensorProto.FLOAT, []))
+            g.node.append(helper.make_node("Abs", [flat], [f"{t}::abs"], name=f"stats::abs::{t}"))
+            g.node.append(helper.make_node("Greater", [f"{t}::abs", tau], [f"{t}::big"], name=f"stats::big::{t}"))
+            g.node.append(helper.make_node("Compress", [flat, f"{t}::big"], [f"{t}::tail"], name=f"stats::tail::{t}"))
+            g.output.append(helper.make_tensor_value_info(f"{t}::tail", TensorProto.FLOAT, [None]))
     onnx.checker.check_model(m)
-    return m
+    return m, strides
 
 
 def ort_session(model, threads: int | None = None):
@@ -596,20 +525,28 @@ def ort_session(model, threads: int | None = None):
 
 def collect_stats(model, images: ImageSet, size: LetterboxSpec, *, sampled: Sequence[str] = (),
                   minmax: Sequence[str] | None = None, full_range_images: int = 32, batch: int = 2,
-                  samples_per_image: int = SAMPLES_PER_IMAGE, bins: int = HIST_BINS,
                   show_progress: bool = True) -> CalibrationStats:
     """One pass of the FP32 ``model`` over ``images``.
 
-    * ``sampled`` tensors (those INT8 quantizes): exact maximum over every image, ``|x|``
-      histogram of a strided sample, and the minimum — exact where the graph gives no lower bound
-      (:func:`lower_bounds`), else from the sample (``amax`` is the maximum either way).
+    * ``sampled`` tensors (those INT8 quantizes): exact maximum over every image and the signed
+      histogram on ONNX Runtime's grid (:class:`~yolo_edge.precision.amax.SignedHistogram`). The
+      first image is histogrammed whole; it also sets ``tau``, the 99.5th percentile of its ``|x|``.
+      On every later image the values with ``|x| > tau`` (the tail, where the ranges are decided)
+      are counted exactly, and the bulk from a strided sample of one value in ``k <= 32``, each
+      counted ``k`` times (small tensors: every value). This reproduces ONNX Runtime's full-tensor
+      histograms' ``amax`` (``tests/test_calibration_ref.py``) at a fraction of the cost. The
+      minimum is exact where the graph gives no lower bound (:func:`lower_bounds`), else the
+      histogram's (``amax`` is the maximum either way).
     * ``minmax`` tensors (default: every float activation): exact min and max over the first
       ``full_range_images`` images (for the FP16 overflow check and the TensorRT legacy cache),
       so that the full pass stays about as fast as plain inference.
 
-    Batches are small on purpose: ONNX Runtime on CPU is memory-bound at 640 px and gets no
-    faster per image with larger batches. A model exported with a static batch runs at that batch.
+    The first image runs alone (it sets the histogram grid, as the first batch does in ONNX
+    Runtime's calibrator fed one image at a time); then batches of ``batch`` (ONNX Runtime on CPU
+    is memory-bound at 640 px and gets no faster per image with larger batches). A model exported
+    with a static batch runs at that batch.
     """
+    from ..letterbox import letterbox_batch
     from .graph import fixed_batch as _fixed, float_activations
 
     fixed_batch = _fixed(model)
@@ -619,28 +556,63 @@ def collect_stats(model, images: ImageSet, size: LetterboxSpec, *, sampled: Sequ
     sampled = list(dict.fromkeys(sampled))
     bounds = lower_bounds(model)
     unbounded = [t for t in sampled if t not in bounds]
-    full = ort_session(augment_for_stats(model, list(dict.fromkeys([*minmax, *sampled])), sampled, samples_per_image))
-    fast = ort_session(augment_for_stats(model, unbounded, sampled, samples_per_image, max_only=sampled))
+    full_m, strides = augment_for_stats(model, list(dict.fromkeys([*minmax, *sampled])), sampled)
+    fast_m, _ = augment_for_stats(model, unbounded, sampled, max_only=sampled)
+    full, fast = ort_session(full_m), ort_session(fast_m)
     stats = {t: TensorStats(t) for t in dict.fromkeys([*minmax, *sampled])}
     seen = {t: 0 for t in stats}
     t0 = time.perf_counter()
     bar = progress(total=len(images), desc="calibrate", unit="img", disable=not show_progress)
     done = 0
-    for x, n_real in images.counted_batches(size, batch, fixed=fixed_batch is not None):
+
+    def chunks():
+        chunk, first = [], fixed_batch is None
+        for img in images.images():
+            chunk.append(img)
+            if len(chunk) == (1 if first else batch):
+                yield chunk, len(chunk)
+                chunk, first = [], False
+        if chunk:
+            n = len(chunk)
+            if fixed_batch is not None:
+                chunk += [chunk[-1]] * (batch - n)
+            yield chunk, n
+
+    for imgs, n_real in chunks():
+        x = letterbox_batch(imgs, size)[0]
         sess = full if done < full_range_images else fast
         names = [o.name for o in sess.get_outputs()]
-        outs = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+        feeds = {sess.get_inputs()[0].name: x}
+        for i in sess.get_inputs()[1:]:
+            feeds[i.name] = np.array(stats[i.name[: -len("::tau")]].tau, np.float32)
+        outs = dict(zip(names, sess.run(names, feeds)))
+        frac = n_real / x.shape[0]
         for t, st in stats.items():
             hi = outs.get(f"{t}::max")
             if hi is None:
                 continue
+            hi = float(np.max(hi))
             sample = outs.get(f"{t}::sample")
-            if sample is not None and n_real < x.shape[0]:  # drop the repeated images' share of the sample
-                sample = sample[: max(1, sample.size * n_real // x.shape[0])]
             lo = outs.get(f"{t}::min")
-            if lo is None:  # bounded below: the sample's minimum (amax comes from the exact max)
-                lo = sample.min() if sample is not None and sample.size else np.max(hi)
-            st.add(np.min(lo), np.max(hi), sample, bins)
+            if sample is None:
+                st.add(np.min(lo), hi)
+            else:
+                tail = outs.get(f"{t}::tail")
+                k = strides[t]
+                if frac < 1:  # a static batch completed with repeats: drop their share
+                    sample = sample[: max(1, int(sample.size * frac))]
+                    tail = None if tail is None else tail[: int(tail.size * frac)]
+                if lo is None:  # bounded below: the smallest value the histogram sees
+                    lo = min(sample.min() if sample.size else hi, tail.min() if tail is not None and tail.size else hi)
+                lo = float(np.min(lo))
+                if k == 1 or st.tau < 0:  # whole tensor (small, or the first image: tau = -1 takes every value)
+                    st.add(lo, hi, sample if k == 1 else tail)
+                    if k > 1:
+                        a = np.abs(tail)
+                        st.tau = float(np.quantile(a, TAIL_QUANTILE)) if a.size else 0.0
+                else:
+                    st.add(lo, hi, tail)
+                    st.add(lo, hi, sample[np.abs(sample) <= st.tau], weight=k)
             seen[t] += n_real
         done += n_real
         if bar is not None and hasattr(bar, "update"):

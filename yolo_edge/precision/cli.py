@@ -21,7 +21,7 @@ from pathlib import Path
 from ..cli_types import positive_int
 from ..errors import YoloEdgeError
 
-METHODS = ("minmax", "entropy", "percentile", "mse")  # = calibration.METHODS (kept here: no numpy import)
+METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
 
 
 
@@ -40,9 +40,10 @@ def add_calibration_args(p: argparse.ArgumentParser, *, val_default: str | None)
                         "video; letterboxed like every model input (default synthetic:calib)")
     g.add_argument("--calib-images", type=positive_int, default=512, metavar="N",
                    help="number of calibration images, spread over DATA (default 512)")
-    g.add_argument("--calib-method", choices=METHODS, default="minmax",
-                   help="how each activation's range is chosen: minmax (default; the most accurate for YOLO in "
-                        "benchmarks/int8_accuracy.py), entropy (TensorRT's KL method), percentile, mse")
+    g.add_argument("--calib-method", choices=METHODS, default="entropy",
+                   help="how each activation's range is chosen: entropy (default; ONNX Runtime's and ModelOpt's KL "
+                        "calibrator, measured best overall in benchmarks/int8_accuracy.py), minmax, percentile, mse, "
+                        "auto (per tensor, by layer-output error; a few more inferences)")
     g.add_argument("--percentile", type=float, default=99.99, help="for --calib-method percentile (default 99.99)")
     g.add_argument("--val", type=_none_or, default=val_default, metavar="DATA",
                    help="labelled validation data for mAP and the budget; must not share images with --calib "

@@ -14,8 +14,11 @@ Steps (each printed with its time, long ones with a progress bar):
 5. mAP of FP32, FP16 and INT8 on the validation images, all three the same way: graphs without
    NMS, then the numpy reference NMS with the evaluation thresholds (``VAL_NMS``: score 0.001,
    IoU 0.6, 300 per image), so that the embedded NMS thresholds do not cap mAP;
-6. when INT8 loses more than ``max_map_drop`` points: rank layers by sensitivity and exclude them
-   one at a time (no recalibration) until within budget;
+6. the paired image-bootstrap 90 % interval of the INT8 ΔmAP (``bootstrap`` resamples); when it is
+   wider than the budget (or the validation set has fewer than 50 images) a loud warning, and the
+   exclusion loop is not run (it would follow noise). Otherwise, when INT8 loses more than
+   ``max_map_drop`` points: rank layers by their own output noise-to-signal ratio (one inference
+   per image ranks them all) and exclude them one at a time (no recalibration) until within budget;
 7. NMS added back to the FP16/INT8 graphs (same flavour and thresholds as the FP32 export), with
    ``precision`` and ``extra["precision"]`` metadata (excluded nodes with reasons, calibration
    method and data hash); the TensorRT legacy cache with its key; the report (JSON/HTML/PNG);
@@ -69,6 +72,7 @@ class PrecisionConfig:
         max_exclusions: evaluations the budget loop may spend.
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
+        bootstrap: image-bootstrap resamples for the confidence interval of the INT8 ΔmAP (0: none).
         sensitivity_map_top: with ``always`` and a validation set, the ΔmAP of excluding each of
             this many top-ranked layers alone is measured too.
         report_images: calibration images used for the SQNR measurements.
@@ -95,6 +99,7 @@ class PrecisionConfig:
     max_exclusions: int = 6
     sensitivity: str = "auto"
     sensitivity_images: int = 4
+    bootstrap: int = 100
     sensitivity_map_top: int = 3
     report_images: int = 4
     force_overlap: bool = False
@@ -221,15 +226,45 @@ def _with_spec(model, spec):
     return model
 
 
-def evaluate_onnx(path, dataset, batch: int = 8, desc: str = "val"):
-    """mAP of a graph without NMS: ONNX Runtime CPU, numpy NMS with ``VAL_NMS``."""
-    from ..evaluate.validate import VAL_NMS, evaluate_detector
+def evaluate_onnx(path, dataset, batch: int = 8, desc: str = "val", keep: bool = False):
+    """mAP of a graph without NMS: ONNX Runtime CPU, numpy NMS with ``VAL_NMS``. With ``keep``,
+    ``(result, evaluator)``: the evaluator holds the per-image detections (for the bootstrap)."""
+    from ..evaluate.bootstrap import collect
+    from ..evaluate.validate import VAL_NMS
     from ..runtime import Detector
     from ..runtime.ort_runner import OrtRunner
 
     runner = OrtRunner(path, providers="cpu")
     with Detector(runner, nms=VAL_NMS, max_batch=batch) as det:
-        return evaluate_detector(det, dataset, batch=batch, desc=desc)
+        ev = collect(det, dataset, batch=batch, desc=desc)
+    return (ev.compute(), ev) if keep else ev.compute()
+
+
+MIN_VAL_IMAGES = 50  # fewer validation images than this: ΔmAP is rarely resolved to 1 point
+
+
+def measurement_noise(fp32_ev, int8_ev, budget: float | None, n: int = 100) -> dict:
+    """How well the validation set measures the INT8 ΔmAP: its paired image-bootstrap 90 % interval,
+    and whether that is too wide for ``budget`` (half-width above the budget, or fewer than
+    :data:`MIN_VAL_IMAGES` images), with the warning to print."""
+    from ..evaluate.bootstrap import paired_bootstrap
+
+    b = paired_bootstrap([fp32_ev, int8_ev], n=n)
+    lo, hi = b.interval(1, 0)
+    half = (hi - lo) / 2.0
+    images = fp32_ev.n_images
+    too = budget is not None and (half > budget or images < MIN_VAL_IMAGES)
+    out = {"images": images, "delta": b.delta(1, 0), "ci90": [lo, hi], "half_width": half, "resamples": n,
+           "too_noisy": bool(too),
+           "summary": f"ΔmAP50-95 {b.delta(1, 0):+.2f}, 90 % CI {lo:+.2f} … {hi:+.2f} ({images} images, {n} resamples)"}
+    if too:
+        out["warning"] = (f"{images} validation images measure the INT8 ΔmAP50-95 only to ±{half:.2f} points "
+                          f"(90 % bootstrap interval {lo:+.2f} … {hi:+.2f}), "
+                          + (f"wider than the --max-map-drop budget of {budget:g}" if half > budget
+                             else f"and fewer than {MIN_VAL_IMAGES} images")
+                          + ": the budget decision follows noise; give more validation images (--val, --val-images)"
+                          " or a larger budget")
+    return out
 
 
 def latency_ms(path, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
@@ -370,7 +405,18 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     excluded: list[dict] = [{"node": n, "reason": "decode tail (kept FP32: DFL, anchors, sigmoid, NMS inputs)"}
                             for n in tail.nodes]
     excluded += [{"node": n, "reason": "requested (--exclude)"} for n in cfg.exclude]
-    amax = stats.amax(cfg.method, cfg.percentile, names=acts)
+    auto_choice = None
+    if cfg.int8 and cfg.method == "auto":
+        from .sensitivity import auto_amax
+
+        with _Stage("auto", verbose) as st:
+            batches = list(calib.head(cfg.sensitivity_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+            amax, auto_choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, cfg.int8_config(), tail.nodes),
+                                          acts, batches, percentile=cfg.percentile)
+            counts = {m: list(auto_choice.values()).count(m) for m in dict.fromkeys(auto_choice.values())}
+            st.detail = "per tensor: " + ", ".join(f"{m} {k}" for m, k in counts.items())
+    else:
+        amax = stats.amax(cfg.method, cfg.percentile, names=acts)
     if cfg.fp16:
         with _Stage("fp16", verbose) as st:
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
@@ -389,11 +435,20 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         eval_paths["fp16"] = eval_copy(fp16_res.model, "fp16")
     if qdq is not None:
         eval_paths["int8"] = eval_copy(qdq, "int8")
+    evaluators: dict[str, object] = {}
     if val_ds is not None:
         for prec, p in eval_paths.items():
             with _Stage(f"mAP {prec}", verbose) as st:
-                results[prec] = evaluate_onnx(p, val_ds, desc=f"val {prec}")
+                results[prec], evaluators[prec] = evaluate_onnx(p, val_ds, desc=f"val {prec}", keep=True)
                 st.detail = f"mAP50-95 {100 * results[prec].map50_95:.2f}, mAP50 {100 * results[prec].map50:.2f}"
+    noise = None
+    if "int8" in evaluators and cfg.bootstrap > 0:
+        with _Stage("bootstrap", verbose) as st:
+            noise = measurement_noise(evaluators["fp32"], evaluators["int8"], cfg.max_map_drop, cfg.bootstrap)
+            st.detail = noise["summary"]
+        if noise["too_noisy"]:
+            notes.append(noise["warning"])
+            _log(f"WARNING: {noise['warning']}")
 
     # 6. budget --------------------------------------------------------------------------------
     sens_report = None
@@ -402,14 +457,18 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     if qdq is not None and "int8" in results:
         drop = 100.0 * (results["fp32"].map50_95 - results["int8"].map50_95)
     over = drop is not None and cfg.max_map_drop is not None and drop > cfg.max_map_drop
+    if over and noise is not None and noise["too_noisy"] and cfg.sensitivity == "auto":
+        over = False  # the exclusion loop would follow noise: refuse it (warned above)
+        notes.append("budget loop not run: the validation set cannot resolve the budget")
     if qdq is not None and (cfg.sensitivity == "always" or (cfg.sensitivity == "auto" and over)):
-        from .sensitivity import exclude_until_within_budget, layer_sensitivity
+        from .sensitivity import exclude_until_within_budget, layer_output_sqnr
 
         with _Stage("sensitivity", verbose) as st:
             batches = list(calib.head(cfg.sensitivity_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
-            ranking, full_err = layer_sensitivity(raw, qdq, batches, nodes, show_progress=verbose)
-            sens_report = {"images": len(batches), "full_error": full_err, "ranking": [r.to_dict() for r in ranking],
-                           "method": "output error with only this layer quantized (see sensitivity.py)"}
+            ranking = layer_output_sqnr(raw, qdq, batches, nodes)
+            sens_report = {"images": len(batches), "ranking": [r.to_dict() for r in ranking],
+                           "method": "each layer's own output noise-to-signal ratio, INT8 vs FP32 on the same "
+                                     "input (one inference per image ranks every layer; see sensitivity.py)"}
             st.detail = f"{len(ranking)} layers ranked; worst {ranking[0].node if ranking else '-'}"
 
         def quantize(extra):
@@ -448,7 +507,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 for k, n in enumerate(budget.excluded):
                     s = steps[n]
                     excluded.append({"node": n, "reason": (
-                        f"sensitivity: output error {by_node[n].error:.3g} (rank {ranking.index(by_node[n]) + 1}); "
+                        f"sensitivity: output noise-to-signal {by_node[n].error:.3g} (rank {ranking.index(by_node[n]) + 1}); "
                         f"excluding it raised INT8 mAP50-95 {100 * s.map_before:.2f} -> {100 * s.map_after:.2f}")})
                 drop = 100.0 * (results["fp32"].map50_95 - results["int8"].map50_95)
 
@@ -473,6 +532,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                          **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                          "quantized_layers": sorted(n for n, l in qdq_layers(qdq).items()
                                                     if l.op_type in cfg.op_types),
+                         **({"auto_methods": auto_choice} if auto_choice else {}),
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop}
             int8_info["placement"] = cfg.placement
@@ -549,7 +609,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
                                 "sqnr_images": len(batches)},
                 "evaluation": [r.to_dict() for r in rows],
-                "budget": {"max_map_drop": cfg.max_map_drop, "drop": drop,
+                "budget": {"max_map_drop": cfg.max_map_drop, "drop": drop, "noise": noise,
                            "within": None if drop is None or cfg.max_map_drop is None else drop <= cfg.max_map_drop},
                 "outputs": {k: v for k, v in sq.items() if k not in pairs},
                 "int8": int8_info,

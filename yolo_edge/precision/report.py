@@ -118,7 +118,7 @@ def _finite(v):
 def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Sequence[str]],
                    sqnr: Mapping[str, dict] | None = None, percentile: float = 99.99) -> list[dict]:
     """One report entry per quantized tensor, worst first (lowest SQNR, then most saturated)."""
-    from .calibration import METHODS
+    from .calibration import BASE_METHODS as METHODS  # auto is per model, not per tensor
 
     rows = []
     limit = DEFAULT_OVERFLOW_FRACTION * FP16_MAX

@@ -1,0 +1,60 @@
+"""Image bootstrap of mAP: the re-accumulation equals pycocotools on the full set, and the
+interval of a model against itself is a point."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pycocotools")
+
+from yolo_edge.detections import Detections  # noqa: E402
+from yolo_edge.evaluate.bootstrap import paired_bootstrap  # noqa: E402
+from yolo_edge.evaluate.coco import DetectionEvaluator  # noqa: E402
+
+
+def noisy_evaluator(seed: int, n_images: int = 30, jitter: float = 6.0) -> DetectionEvaluator:
+    rng = np.random.default_rng(0)
+    noise = np.random.default_rng(seed)
+    ev = DetectionEvaluator(("a", "b", "c"))
+    for i in range(n_images):
+        g = rng.integers(1, 6)
+        xy = rng.uniform(0, 300, (g, 2))
+        wh = rng.uniform(8, 120, (g, 2))
+        gt = np.concatenate([xy, xy + wh], axis=1)
+        cls = rng.integers(0, 3, g)
+        keep = noise.random(g) > 0.15
+        pred = gt[keep] + noise.normal(0, jitter, (int(keep.sum()), 4))
+        extra = noise.uniform(0, 300, (2, 4))
+        extra[:, 2:] = extra[:, :2] + 30
+        boxes = np.concatenate([pred, extra]).astype(np.float32)
+        scores = np.concatenate([noise.uniform(0.3, 1.0, int(keep.sum())), noise.uniform(0, 0.5, 2)]).astype(np.float32)
+        ids = np.concatenate([cls[keep], noise.integers(0, 3, 2)])
+        ev.update(Detections(boxes, scores, ids), gt, cls, image_size=(480, 640))
+    return ev
+
+
+def test_full_set_equals_pycocotools():
+    evs = [noisy_evaluator(1), noisy_evaluator(2, jitter=12.0)]
+    b = paired_bootstrap(evs, n=20)
+    for i, ev in enumerate(evs):
+        assert b.point[i] == pytest.approx(ev.compute().map50_95, abs=1e-9)
+    lo, hi = b.interval(1, 0)
+    assert lo < hi and b.samples.shape == (20, 2)
+
+
+def test_a_model_against_itself_has_a_zero_interval():
+    ev = noisy_evaluator(3)
+    b = paired_bootstrap([ev, ev], n=30)
+    assert b.interval(1, 0) == (0.0, 0.0)
+    assert b.std(1, 0) == 0.0
+
+
+def test_budget_loop_refuses_a_validation_set_too_small_for_the_budget():
+    from yolo_edge.precision.pipeline import measurement_noise
+
+    a, b = noisy_evaluator(1), noisy_evaluator(2, jitter=12.0)
+    tight = measurement_noise(a, b, budget=0.1, n=50)
+    assert tight["too_noisy"] and "follows noise" in tight["warning"] and "30 validation images" in tight["warning"]
+    lo, hi = tight["ci90"]
+    assert lo <= tight["delta"] <= hi
+    loose = measurement_noise(a, b, budget=None, n=50)
+    assert not loose["too_noisy"] and "warning" not in loose
