@@ -73,6 +73,29 @@ def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 3
     return Path(dst)
 
 
+def ultralytics_int8(src, dst, batches: Sequence[np.ndarray]) -> Path:
+    """Ultralytics' own INT8 ONNX recipe (``yolo export format=onnx quantize=8``:
+    ``ultralytics.utils.export.onnx.onnx_int8_quantize``, ultralytics 8.4) applied to ``src``, an
+    FP32 ONNX, with ``batches`` (letterboxed float ``(B, 3, H, W)`` in [0, 1], our calibration
+    images) as its calibration data. The recipe is ONNX Runtime's ``quantize_static`` with its
+    defaults (QDQ, int8 activations and weights, per-tensor, MinMax) on every Conv/Gemm/MatMul and
+    nothing else. Ultralytics' dataloader yields uint8 letterboxed images and its
+    ``Exporter._transform_fn`` divides them by 255; the images are handed over the same way."""
+    ok, why = available()
+    if not ok:
+        raise YoloEdgeError(why)
+    from ultralytics.utils.export.onnx import onnx_int8_quantize  # type: ignore[import-not-found]
+
+    items = [{"img": np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)} for x in batches]
+
+    def transform(item):  # = ultralytics Exporter._transform_fn on a dynamic-batch graph
+        im = item["img"].astype(np.float32) / 255.0
+        return im[None] if im.ndim == 3 else im
+
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    return Path(onnx_int8_quantize(str(src), str(dst), items, transform))
+
+
 class UltralyticsPredictor:
     """``ultralytics.YOLO(onnx)`` behind a Detector-like call: images -> list of Detections.
 
@@ -139,4 +162,4 @@ def time_ultralytics(pred: UltralyticsPredictor, batches, runs: int, warmup: int
     return {k: summarize(v) for k, v in samples.items()}
 
 
-__all__ = ["UltralyticsPredictor", "available", "time_ultralytics", "to_ultralytics_layout"]
+__all__ = ["UltralyticsPredictor", "available", "time_ultralytics", "to_ultralytics_layout", "ultralytics_int8"]

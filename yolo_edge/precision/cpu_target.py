@@ -1,0 +1,117 @@
+"""The ONNX Runtime CPU INT8 target inside the precision job (``--int8-target ort-cpu|both``).
+
+:func:`run_cpu_target` is the CPU counterpart of the TensorRT steps of
+:func:`~yolo_edge.precision.pipeline.run_precision`, with the same inputs and the same rules:
+ranges from the one calibration pass, mAP on the validation split, and when the drop exceeds the
+budget, layers ranked by sensitivity and excluded one at a time
+(:func:`~yolo_edge.precision.sensitivity.exclude_until_within_budget`) with no recalibration.
+The graph transform itself is :mod:`yolo_edge.precision.int8_cpu`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .int8_cpu import (CPU_OP_TYPES, CpuInt8Config, activation_ranges, cpu_features, fused_op_counts,
+                       int8_kernel_note, integer_op_count, quantize_cpu, quantized_nodes, quantized_tensors)
+
+RANK_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # budget-loop candidates: the layers with weights
+
+
+@dataclass
+class CpuTargetResult:
+    model: object  # the Q/DQ onnx.ModelProto (no NMS)
+    result: object = None  # evaluation result (mAP) on the validation split, or None
+    excluded: list[dict] = field(default_factory=list)  # beyond the decode tail, with reasons
+    budget: dict | None = None
+    ranking: list[dict] | None = None
+    info: dict = field(default_factory=dict)  # for metadata["precision"]
+
+
+def cpu_tensors(raw, tail_nodes: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+    """Tensors the CPU target quantizes (to be histogrammed by the calibration pass)."""
+    return quantized_tensors(raw, CPU_OP_TYPES, exclude=set(tail_nodes) | set(exclude))
+
+
+def rank_layers(raw, tail, stats, method: str, percentile: float, exclude: Sequence[str], batches,
+                show_progress: bool = True):
+    """Layers with weights, most harmful first, by the output error each causes when it alone is
+    quantized (:func:`~yolo_edge.precision.sensitivity.layer_sensitivity`). The ranking runs on the
+    switchable form of the TensorRT-target graph of the same layers and ranges (input Q/DQ only):
+    it isolates each layer's own quantization, which the fused CPU graph (8-bit from layer to layer)
+    cannot switch off one layer at a time."""
+    from .int8 import Int8Config, activation_inputs, quantizable_nodes, quantize_qdq
+    from .sensitivity import layer_sensitivity
+
+    nodes = quantizable_nodes(raw, RANK_OPS, exclude=set(tail.nodes) | set(exclude))
+    amax = stats.amax(method, percentile, names=activation_inputs(raw, nodes))
+    proxy = quantize_qdq(raw, amax, Int8Config(method=method, percentile=percentile, op_types=RANK_OPS,
+                                               exclude=tuple(exclude)), tail.nodes)
+    ranking, _ = layer_sensitivity(raw, proxy, batches, nodes, show_progress=show_progress)
+    return ranking
+
+
+def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude: Sequence[str] = (),
+                   reduce_range: bool = False, fp32_result=None, evaluate: Callable | None = None,
+                   max_map_drop: float | None = None, max_exclusions: int = 6, sensitivity: str = "auto",
+                   sensitivity_batches: Callable[[], list] | None = None, show_progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> CpuTargetResult:
+    """Quantize ``raw`` (FP32, NMS stripped) for ONNX Runtime's CPU provider and, when ``evaluate``
+    (``model -> evaluation result``) and ``fp32_result`` are given, hold it to ``max_map_drop``.
+
+    ``sensitivity_batches()`` returns the letterboxed calibration batches used to rank layers."""
+    from .graph import copy_model
+    from .calibration import lower_bounds
+
+    cfg = CpuInt8Config(method=method, percentile=percentile, exclude=tuple(exclude), reduce_range=reduce_range)
+    tensors = cpu_tensors(raw, tail.nodes, exclude)
+    ranges = activation_ranges(stats, tensors, method, percentile, lower=lower_bounds(raw))
+
+    def quantize(extra: Sequence[str] = ()):
+        return quantize_cpu(raw, ranges, cfg, [*tail.nodes, *extra])
+
+    model = quantize()
+    out = CpuTargetResult(model)
+    if evaluate is not None and fp32_result is not None:
+        out.result = evaluate(model)
+        drop = 100.0 * (fp32_result.map50_95 - out.result.map50_95)
+        over = max_map_drop is not None and drop > max_map_drop
+        if sensitivity == "always" or (sensitivity == "auto" and over):
+            from .sensitivity import exclude_until_within_budget
+
+            ranking = rank_layers(raw, tail, stats, method, percentile, exclude,
+                                  sensitivity_batches() if sensitivity_batches else [], show_progress)
+            out.ranking = [r.to_dict() for r in ranking]
+            if over:
+                seen: dict[int, object] = {}
+
+                def evaluate_map(m):
+                    seen[id(m)] = evaluate(m)
+                    return seen[id(m)].map50_95
+
+                budget = exclude_until_within_budget([r.node for r in ranking], quantize, evaluate_map,
+                                                     fp32_result.map50_95, out.result.map50_95, max_map_drop,
+                                                     max_steps=max_exclusions, model=model, log=log)
+                out.budget = budget.to_dict()
+                if budget.excluded:
+                    out.model, out.result = budget.model, seen[id(budget.model)]
+                    steps = {s.node: s for s in budget.steps}
+                    out.excluded = [{"node": n, "reason": (
+                        f"sensitivity (ort-cpu): excluding it raised INT8 mAP50-95 {100 * steps[n].map_before:.2f} "
+                        f"-> {100 * steps[n].map_after:.2f}")} for n in budget.excluded]
+    out.excluded = [{"node": n, "reason": "requested (--exclude)"} for n in exclude] + out.excluded
+    counts = fused_op_counts(copy_model(out.model))
+    feats = cpu_features()
+    out.info = {"mode": "int8-qdq", "target": "ort-cpu", **cfg.algorithm(),
+                "quantized_layers": sorted(quantized_nodes(out.model, RANK_OPS)),
+                "excluded": out.excluded, "ort_fused_ops": {k: v for k, v in sorted(counts.items())
+                                                            if k.startswith("QLinear") or k in
+                                                            ("QuantizeLinear", "DequantizeLinear")},
+                "ort_integer_ops": integer_op_count(counts),
+                "built_on_cpu": {**feats, "note": int8_kernel_note(feats)},
+                "max_map_drop": max_map_drop}
+    return out
+
+
+__all__ = ["CpuTargetResult", "cpu_tensors", "rank_layers", "run_cpu_target"]
