@@ -250,3 +250,47 @@ def test_yolov5n_on_coco128_close_to_fp32(tmp_path):
     assert conf.sum() > 10
     err = np.abs(a["boxes"] - b["boxes"])[conf]
     assert np.median(err) < 3.0  # pixels at 640
+
+
+def test_shape_arithmetic_is_never_quantized():
+    """An exported Upsample computes its output size in float (``Floor(40.0)`` ... ``Concat`` ->
+    ``Cast``). Quantizing that Concat with a clipped range turns 40 into 39 and breaks the graph; it
+    must be left out, whatever the ranges say."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1], strides=[2, 2]),  # 8x8
+        helper.make_node("Conv", ["x", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),  # 16x16
+        helper.make_node("Constant", [], ["h"], name="h", value=numpy_helper.from_array(np.array(16.0, np.float32))),
+        helper.make_node("Floor", ["h"], ["hf"], name="floor"),
+        helper.make_node("Constant", [], ["nc"], name="nc", value=numpy_helper.from_array(np.array([1.0, 4.0], np.float32))),
+        helper.make_node("Unsqueeze", ["hf", "ax"], ["hu"], name="unsq"),
+        helper.make_node("Concat", ["nc", "hu", "hu"], ["size_f"], name="size_concat", axis=0),
+        helper.make_node("Cast", ["size_f"], ["size"], name="cast", to=TensorProto.INT64),
+        helper.make_node("Resize", ["c", "", "", "size"], ["up"], name="resize", mode="nearest"),
+        helper.make_node("Concat", ["up", "c2"], ["y"], name="cat", axis=1),
+    ]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [w, w2, numpy_helper.from_array(np.array([0], np.int64), "ax")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = onnx.shape_inference.infer_shapes(m)
+    ranges = {t: (-3.0, 3.0) for t in ("x", "c", "c2", "up", "y")}
+    ranges.update({"size_f": (0.0, 15.9), "hf": (0.0, 15.9), "hu": (0.0, 15.9)})  # clipped like a percentile
+    assert "size_concat" not in {n for n in quantized_nodes_of(m)}
+    q = quantize_cpu(m, ranges, CpuInt8Config(), ())
+    x = rng.random((1, 3, 16, 16), np.float32)
+    y = _run(q, x)["y"]
+    assert y.shape == (1, 8, 16, 16)
+    prod = {o: n for n in q.graph.node for o in n.output}
+    assert prod["size_f"].op_type == "Concat"  # not rewired through Q/DQ
+
+
+def quantized_nodes_of(m):
+    from yolo_edge.precision.int8_cpu import shape_nodes
+
+    ts = set(quantized_tensors(m))
+    return [n.name for n in m.graph.node if n.name not in set(shape_nodes(m)) and set(n.output) & ts]

@@ -99,12 +99,29 @@ class CpuInt8Config:
         return d
 
 
+def shape_nodes(model) -> list[str]:
+    """Nodes computing shapes, not image data: ``Shape``/``Size``/``Constant`` and every node whose
+    inputs all come from such nodes or initializers (e.g. ``Mul(height, 2.0) -> Floor -> Cast`` that
+    an exported ``Upsample`` uses for its output size). They are never quantized: 8-bit arithmetic
+    on a size (40 -> 39.8 -> floor 39) breaks the graph."""
+    inits = {t.name for t in model.graph.initializer}
+    derived: set[str] = set()
+    out = []
+    for n in model.graph.node:
+        ins = [i for i in n.input if i and i not in inits]
+        if n.op_type in ("Shape", "Size", "Constant") or all(i in derived for i in ins):
+            derived.update(o for o in n.output if o)
+            out.append(n.name)
+    return out
+
+
 def quantized_tensors(model, op_types: Iterable[str] = CPU_OP_TYPES, exclude: Iterable[str] = ()) -> list[str]:
     """Float activations that get Q/DQ: the non-initializer inputs and the outputs of ``op_types``
-    nodes outside ``exclude``, in graph order (the tensors that need calibrated ranges)."""
+    nodes outside ``exclude`` and outside the shape arithmetic (:func:`shape_nodes`), in graph order
+    (the tensors that need calibrated ranges)."""
     from .graph import float_activations
 
-    ops, skip = set(op_types), set(exclude)
+    ops, skip = set(op_types), set(exclude) | set(shape_nodes(model))
     floats = set(float_activations(model))
     out: dict[str, None] = {}
     for n in model.graph.node:
@@ -145,7 +162,7 @@ def quantize_cpu(model, ranges: Mapping[str, tuple[float, float]], config: CpuIn
 
     from .int8 import _quantize_with_ranges, _quiet
 
-    excluded = sorted(set(nodes_to_exclude) | set(config.exclude))
+    excluded = sorted(set(nodes_to_exclude) | set(config.exclude) | set(shape_nodes(model)))
     data = TensorsData(q.CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
         for k, (lo, hi) in ranges.items()})
@@ -258,4 +275,4 @@ def int8_kernel_note(features: dict | None = None) -> str:
 
 __all__ = ["CPU_OP_TYPES", "CPU_SUFFIX", "CpuInt8Config", "INTEGER_OPS", "TARGETS", "activation_ranges",
            "cpu_features", "fused_op_counts", "int8_kernel_note", "integer_op_count", "optimized_model",
-           "quantize_cpu", "quantized_nodes", "quantized_tensors"]
+           "quantize_cpu", "quantized_nodes", "quantized_tensors", "shape_nodes"]
