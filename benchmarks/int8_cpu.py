@@ -5,8 +5,9 @@ Ultralytics (its FP32 ONNX predictor and its own INT8 ONNX export), end to end, 
     python benchmarks/int8_cpu.py                                   # bundled checkpoint
     python benchmarks/int8_cpu.py --from-onnx ../shared/data/yolov5n.onnx --format yolov5
 
-Data: the coco128 split of ``../shared/data`` when present (sorted names, first 64 calibrate, last 64
-validate; budget 0.7 mAP points), else synthetic:calib / synthetic:val (budget 1.0). The Ultralytics
+Data: for a COCO model (80 classes) the coco128 split of ``../shared/data`` when present (sorted
+names, first 64 calibrate, last 64 validate; budget 0.7 mAP points), else synthetic:calib /
+synthetic:val (budget 1.0). The Ultralytics
 rows need ``ultralytics`` importable: run this script with the side venv's Python (its torch and
 torchvision do not import beside the main install's CPU torch), e.g.
 ``YOLO_OFFLINE=1 PYTHONPATH=$PWD /work/venv-ultra/bin/python benchmarks/int8_cpu.py``.

@@ -292,6 +292,19 @@ def test_plan_lists_unavailable_backends_as_skipped():
     assert skipped == [{"backend": "tensorrt", "precision": p, "reason": "no TensorRT here"} for p in ("fp32", "int8")]
 
 
+def test_plan_int8_cpu_only_on_ort_cpu_and_ultralytics_int8_row():
+    """The CPU INT8 target is an ort-cpu row only (TensorRT gets the int8 file); an INT8 precision
+    adds Ultralytics' own INT8 ONNX export as a row beside its FP32 predictor."""
+    from yolo_edge.bench.run import BenchConfig, plan
+
+    cfg = BenchConfig(backends=["ort-cpu", "tensorrt", "ultralytics"], precisions=["fp32", "int8", "int8-cpu"])
+    todo, skipped = plan(cfg, {"ort-cpu": None, "tensorrt": None, "ultralytics": None})
+    assert todo == [("ort-cpu", "fp32"), ("ort-cpu", "int8"), ("ort-cpu", "int8-cpu"), ("tensorrt", "fp32"),
+                    ("tensorrt", "int8"), ("ultralytics", "fp32"), ("ultralytics", "int8")]
+    todo, _ = plan(BenchConfig(backends=["ultralytics"], precisions=["fp32"]), {"ultralytics": None})
+    assert todo == [("ultralytics", "fp32")]
+
+
 def test_failed_row_is_recorded_not_raised(tmp_path):
     from yolo_edge.bench.run import _run_here
     from yolo_edge.bench.worker import RowJob

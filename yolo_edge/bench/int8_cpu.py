@@ -17,8 +17,9 @@ Steps:
    survive a CPU whose speed drifts;
 5. JSON + Markdown + ``command.txt`` in the output folder.
 
-Default data: the coco128 split of ``../shared/data`` when present (sorted names, first 64
-calibrate, last 64 validate), else ``synthetic:calib`` / ``synthetic:val``.
+Default data: for a COCO model (80 classes), the coco128 split of ``../shared/data`` when present
+(sorted names, first 64 calibrate, last 64 validate, budget 0.7 mAP points), else
+``synthetic:calib`` / ``synthetic:val`` (budget 1.0).
 """
 
 from __future__ import annotations
@@ -126,15 +127,6 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     t0 = time.perf_counter()
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
-    coco = COCO128.is_dir() and cfg.calib is None and cfg.val is None
-    if coco:
-        calib, val = (str(p) for p in coco128_split(COCO128, work))
-        data_note = "coco128 (sorted names): first 64 calibrate, last 64 validate"
-    else:
-        calib, val = cfg.calib or "synthetic:calib", cfg.val or "synthetic:val"
-        data_note = f"calibration {calib}, validation {val}"
-    budget = cfg.max_map_drop if cfg.max_map_drop is not None else (0.7 if coco else 1.0)
-
     # 1. FP32 ONNX
     if cfg.from_onnx:
         from ..export.adapters import adapt_onnx
@@ -147,6 +139,16 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
         name = Path(cfg.model).stem if cfg.model else "model"
         fp32 = export_onnx(cfg.model, work / f"{name}.onnx", imgsz=cfg.imgsz, verbose=cfg.show_progress)
     fp32 = Path(fp32)
+    spec = get_spec(__import__("onnx").load(str(fp32), load_external_data=False))
+    # coco128 for a COCO model (80 classes) when no data is given; the synthetic splits otherwise
+    coco = COCO128.is_dir() and cfg.calib is None and cfg.val is None and len(spec.names) == 80
+    if coco:
+        calib, val = (str(p) for p in coco128_split(COCO128, work))
+        data_note = "coco128 (sorted names): first 64 calibrate, last 64 validate"
+    else:
+        calib, val = cfg.calib or "synthetic:calib", cfg.val or "synthetic:val"
+        data_note = f"calibration {calib}, validation {val}"
+    budget = cfg.max_map_drop if cfg.max_map_drop is not None else (0.7 if coco else 1.0)
 
     # 2. the precision job, both targets
     pcfg = PrecisionConfig(out_dir=work, name=name, fp16=False, int8=True,
@@ -165,7 +167,6 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     ul_ok, ul_why = ul_available()
     notes = []
     ul = {}
-    spec = get_spec(__import__("onnx").load(str(fp32), load_external_data=False))
     if cfg.ultralytics and ul_ok:
         import onnx
 

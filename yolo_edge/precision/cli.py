@@ -70,6 +70,10 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
                         "(QLinearConv...), the fast one on a CPU; both")
+    g.add_argument("--int8-cpu-method", choices=METHODS, default=None,
+                   help="calibration method of the ort-cpu target (default percentile: asymmetric uint8 "
+                        "activations lose more to outliers than TensorRT's symmetric int8); --calib-method is the "
+                        "trt target's")
     g.add_argument("--int8-reduce-range", action="store_true",
                    help="ort-cpu: 7-bit weights, for x86 CPUs without VNNI (AVX2 only) if accuracy suffers")
     g.add_argument("--trt-version", default=None, metavar="X.Y.Z",
@@ -103,7 +107,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         max_map_drop=args.max_map_drop if args.val else None, max_exclusions=args.max_exclusions,
         sensitivity=args.sensitivity, force_overlap=args.force_overlap, trt_version=args.trt_version,
         reuse_stats=not args.recalibrate, show_progress=not getattr(args, "quiet", False),
-        int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False))
+        int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False),
+        int8_cpu_method=getattr(args, "int8_cpu_method", None))
 
 
 def finish(result, t0: float) -> int:

@@ -66,6 +66,8 @@ class PrecisionConfig:
         int8_target: ``trt`` (``<name>.int8.onnx``, Q/DQ for TensorRT), ``ort-cpu``
             (``<name>.int8-cpu.onnx``, Q/DQ that ONNX Runtime fuses into integer kernels on a CPU) or ``both``.
         int8_reduce_range: for ``ort-cpu``, 7-bit weights (x86 CPUs without VNNI).
+        int8_cpu_method: calibration method of the ``ort-cpu`` target (``method`` is the TensorRT
+            target's); None: percentile (see ``precision/int8_cpu.py``).
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
         sensitivity_map_top: with ``always`` and a validation set, the ΔmAP of excluding each of
@@ -104,6 +106,7 @@ class PrecisionConfig:
     build_engines: bool = True
     int8_target: str = "trt"  # trt | ort-cpu | both (precision/int8_cpu.py)
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
+    int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
@@ -402,10 +405,12 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     cpu = None
     if make_cpu:  # quantize, evaluate and hold to the budget in one step (precision/cpu_target.py)
         from .cpu_target import run_cpu_target
+        from .int8_cpu import CPU_DEFAULT_METHOD
 
         with _Stage("int8-cpu", verbose) as st:
             cpu = run_cpu_target(
-                raw, tail, stats, method=cfg.method, percentile=cfg.percentile, exclude=cfg.exclude,
+                raw, tail, stats, method=cfg.int8_cpu_method or CPU_DEFAULT_METHOD, percentile=cfg.percentile,
+                exclude=cfg.exclude,
                 reduce_range=cfg.int8_reduce_range, fp32_result=results.get("fp32"),
                 evaluate=(lambda m: evaluate_onnx(eval_copy(m, "int8"), val_ds, desc="val int8-cpu"))
                 if val_ds is not None else None,
