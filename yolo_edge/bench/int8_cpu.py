@@ -218,8 +218,10 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
         log(f"head-to-head: {len(pipes)} pipelines interleaved, {cfg.rounds} rounds x {len(images)} images")
         times = interleaved(pipes, images, rounds=cfg.rounds, warmup=2, progress=cfg.show_progress)
     finally:
+        from .worker import _close
+
         for det in opened:
-            det.close()
+            _close(det)
     rat = {"vs ours FP32": ratios(times, "ours FP32")}
     if "Ultralytics FP32 ONNX" in times:
         rat["vs Ultralytics FP32"] = ratios(times, "Ultralytics FP32 ONNX")

@@ -34,6 +34,19 @@ def available() -> tuple[bool, str]:
     return True, package_version("ultralytics") or "?"
 
 
+def _free_name(graph, name: str) -> None:
+    """Rename the tensor ``name`` (wherever it is produced, read or described) to ``<name>_src``."""
+    new = f"{name}_src"
+    for n in graph.node:
+        for seq in (n.input, n.output):
+            for i, t in enumerate(seq):
+                if t == name:
+                    seq[i] = new
+    for v in (*graph.value_info, *graph.output, *graph.input):
+        if v.name == name:
+            v.name = new
+
+
 def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 32) -> Path:
     """Write ``dst``: the NMS-free yolo-edge ONNX ``src`` with the Ultralytics output ``output0``."""
     from ..deps import require
@@ -47,6 +60,7 @@ def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 3
 
     m = strip_nms(onnx.load(str(src)))
     g = m.graph
+    _free_name(g, "output0")  # a YOLOv5 export already has a tensor of that name
     opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=17)
     if opset < 13:
         raise YoloEdgeError(f"{src}: opset {opset} < 13; re-export with --opset 13 or newer")
