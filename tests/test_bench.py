@@ -465,6 +465,35 @@ def test_ultralytics_layout_graph(quick_run):
     assert meta["task"] == "detect" and meta["imgsz"] == "[640, 640]" and "0: 'c0'" in meta["names"]
 
 
+def test_ultralytics_layout_when_the_source_has_a_tensor_named_output0(tmp_path):
+    """A YOLOv5 export names its raw output ``output0``; the rewritten graph must still be valid
+    (ONNX Runtime refuses a name defined twice) and equal the xyxy -> xywh rewrite."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yolo_edge.bench.ultralytics_ref import to_ultralytics_layout
+
+    a = 6
+    nodes = [helper.make_node("Identity", ["images"], ["output0"], name="raw"),
+             helper.make_node("ReduceMean", ["output0"], ["m"], name="mean", axes=[1], keepdims=0),  # (B, H, W)
+             helper.make_node("Reshape", ["m", "shape"], ["flat"], name="flat"),  # (B, A, 8)
+             helper.make_node("Split", ["flat", "sp"], ["boxes", "scores"], name="split", axis=2)]
+    inits = [numpy_helper.from_array(np.array([0, a, 8], np.int64), "shape"),
+             numpy_helper.from_array(np.array([4, 4], np.int64), "sp")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 6])],
+                          [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, a, 4]),
+                           helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, a, 4])], inits)
+    src = tmp_path / "v5.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    dst = to_ultralytics_layout(src, tmp_path / "ul.onnx", ["a", "b", "c", "d"], (8, 6))
+    x = np.random.default_rng(0).random((1, 3, 8, 6), dtype=np.float32)
+    boxes, scores = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    (out,) = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    xywh = np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
+    np.testing.assert_allclose(out.transpose(0, 2, 1), np.concatenate([xywh, scores], -1), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope.pt"], "model not found: nope.pt"),
     (["--onnx-dir", "no/such/dir"], "--onnx-dir not found"),
