@@ -239,7 +239,8 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     feats = cpu_features()
     ctx = device_context(gpu=False)
     ctx.update({"int8_features": feats["features"], "int8_note": int8_kernel_note(feats),
-                "onnxruntime": package_version("onnxruntime"), "ultralytics": package_version("ultralytics")})
+                "onnxruntime": package_version("onnxruntime"), "ultralytics": package_version("ultralytics"),
+                "python": sys.executable, "load_average": _loadavg()})
     notes.append(f"Data: {data_note}. mAP: ONNX Runtime CPU on graphs without NMS + the reference NMS (score 0.001, "
                  "IoU 0.6, 300 per image), pycocotools; the same evaluator for every row.")
     notes.append("Speed: each pipeline end to end on one image (letterbox, inference, NMS, boxes in image pixels), "
@@ -255,6 +256,15 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     return res
 
 
+def _loadavg():
+    try:
+        import os
+
+        return [round(v, 1) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def _f(v, nd=2):
     return "—" if v is None else f"{v:.{nd}f}"
 
@@ -266,7 +276,7 @@ def int8_cpu_markdown(res: Int8CpuBenchResult) -> str:
              f"Machine: {c.get('cpu')} ({c.get('cpu_cores')} cores), INT8-relevant features: "
              f"{', '.join(c.get('int8_features') or []) or 'none'} ({c.get('int8_note')}); onnxruntime "
              f"{c.get('onnxruntime')}" + (f", ultralytics {c.get('ultralytics')}" if c.get('ultralytics') else "")
-             + ".", "",
+             + f"; Python {c.get('python')}.", "",
              "| pipeline | e2e p50 ms | vs ours FP32 | vs Ultralytics FP32 | mAP50-95 | mAP50 | ΔmAP50-95 | "
              "integer ops (ORT) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     acc_key = {"Ultralytics INT8 ONNX": "Ultralytics INT8 ONNX (its recipe)"}
@@ -294,7 +304,7 @@ def write_int8_cpu_report(res: Int8CpuBenchResult, out: Path) -> None:
     with atomic_write(out / "int8_cpu.md", "w") as f:
         f.write(int8_cpu_markdown(res))
     with atomic_write(out / "command.txt", "w") as f:
-        f.write(res.config.get("command", "") + f"\n# {_dt.datetime.now():%Y-%m-%d %H:%M}\n")
+        f.write(res.config.get("command", "") + f"\n# {_dt.datetime.now():%Y-%m-%d %H:%M}, python {sys.executable}\n")
 
 
 __all__ = ["Int8CpuBenchConfig", "Int8CpuBenchResult", "coco128_split", "int8_cpu_markdown", "run_int8_cpu_bench",
