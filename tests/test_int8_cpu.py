@@ -294,3 +294,24 @@ def quantized_nodes_of(m):
 
     ts = set(quantized_tensors(m))
     return [n.name for n in m.graph.node if n.name not in set(shape_nodes(m)) and set(n.output) & ts]
+
+
+def test_both_targets_from_one_calibration_pass(tmp_path):
+    """``--int8-target both``: the TensorRT file and the CPU file, one statistics file, one report
+    that carries the CPU target's decisions; the two graphs differ where the issue says they must."""
+    from yolo_edge.cli import main
+    from yolo_edge.runtime.ort_runner import read_spec
+
+    src = _nudenet_model()
+    fp32 = adapt_onnx(src, tmp_path / "y8.onnx", fmt="yolov8", nms=NmsSpec("onnx", 0.25, 0.45), verbose=False)
+    rc = main(["calibrate", str(fp32), "--out-dir", str(tmp_path), "--calib", "synthetic:calib", "--calib-images", "4",
+               "--val", "none", "--int8-target", "both", "--quiet"])
+    assert rc == 0
+    trt, cpu = read_spec(tmp_path / "y8.int8.onnx"), read_spec(tmp_path / "y8.int8-cpu.onnx")
+    assert trt.extra["precision"]["target"] == "trt" and cpu.extra["precision"]["target"] == "ort-cpu"
+    assert trt.extra["precision"]["calibration"]["stats_key"] == cpu.extra["precision"]["calibration"]["stats_key"]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["int8_cpu"]["target"] == "ort-cpu" and report["int8"]["target"] == "trt"
+    t = _ops(optimized_model(str(tmp_path / "y8.int8.onnx")))
+    c = _ops(optimized_model(str(tmp_path / "y8.int8-cpu.onnx")))
+    assert t.get("QLinearConv", 0) == 0 < c.get("QLinearConv", 0)
