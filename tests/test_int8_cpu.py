@@ -315,3 +315,31 @@ def test_both_targets_from_one_calibration_pass(tmp_path):
     t = _ops(optimized_model(str(tmp_path / "y8.int8.onnx")))
     c = _ops(optimized_model(str(tmp_path / "y8.int8-cpu.onnx")))
     assert t.get("QLinearConv", 0) == 0 < c.get("QLinearConv", 0)
+
+
+def test_budget_keeps_the_head_float_first_then_stops(y8):
+    """Over budget, the first step keeps the head's last convs float together; when that is within
+    budget no sensitivity ranking or further exclusion is spent (evaluation faked: mAP depends on
+    whether the head convs are still quantized)."""
+    from types import SimpleNamespace
+
+    from yolo_edge.precision.cpu_target import RANK_OPS, run_cpu_target
+    from yolo_edge.precision.int8_cpu import quantized_nodes
+
+    raw, tail, stats = y8["raw"], y8["tail"], y8["stats"]
+    head = set(tail.head)
+    calls = []
+
+    def evaluate(m):
+        q = set(quantized_nodes(m, RANK_OPS))
+        calls.append(q)
+        return SimpleNamespace(map50_95=0.500 if q & head else 0.598)
+
+    res = run_cpu_target(raw, tail, stats, method="percentile", percentile=99.99, fp32_result=SimpleNamespace(map50_95=0.60),
+                         evaluate=evaluate, max_map_drop=1.0, sensitivity="auto",
+                         sensitivity_batches=lambda: pytest.fail("no ranking needed"), show_progress=False)
+    assert len(calls) == 2 and calls[0] & head and not calls[1] & head
+    assert {e["node"] for e in res.excluded} == head and res.result.map50_95 == 0.598
+    assert res.budget["within_budget"] and res.budget["steps"][0]["kept"]
+    assert not set(quantized_nodes(res.model, RANK_OPS)) & head
+    assert res.info["excluded"] == res.excluded

@@ -199,7 +199,9 @@ def quantize_cpu(model, ranges: Mapping[str, tuple[float, float]], config: CpuIn
 
 
 def quantized_nodes(qdq_model, op_types: Iterable[str] = CPU_OP_TYPES) -> list[str]:
-    """Names of the ``op_types`` nodes whose every float input comes from a ``DequantizeLinear``."""
+    """Names of the ``op_types`` nodes whose every float input comes from a ``DequantizeLinear``
+    (for layers with weights: the data *and* the weight input; a layer left float still reads the
+    dequantized output of its quantized neighbour)."""
     prod = {o: n for n in qdq_model.graph.node for o in n.output}
     inits = {t.name for t in qdq_model.graph.initializer}
     ops = set(op_types)
@@ -207,8 +209,13 @@ def quantized_nodes(qdq_model, op_types: Iterable[str] = CPU_OP_TYPES) -> list[s
     for n in qdq_model.graph.node:
         if n.op_type not in ops:
             continue
-        ins = [t for t in n.input if t and t not in inits and prod.get(t) is not None
-               and prod[t].op_type not in ("Constant",)]
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
+            ins = list(n.input[:2])
+            if any(t in inits or prod.get(t) is None for t in ins):
+                continue
+        else:
+            ins = [t for t in n.input if t and t not in inits and prod.get(t) is not None
+                   and prod[t].op_type not in ("Constant",)]
         if ins and all(prod[t].op_type == "DequantizeLinear" for t in ins):
             out.append(n.name)
     return out
