@@ -343,3 +343,30 @@ def test_budget_keeps_the_head_float_first_then_stops(y8):
     assert res.budget["within_budget"] and res.budget["steps"][0]["kept"]
     assert not set(quantized_nodes(res.model, RANK_OPS)) & head
     assert res.info["excluded"] == res.excluded
+
+
+def test_calibration_method_chosen_on_the_validation_split(y8):
+    """No method given: percentile and minmax are both tried and the more accurate kept (the
+    evaluation is faked: the second model evaluated scores higher)."""
+    from types import SimpleNamespace
+
+    from yolo_edge.precision.cpu_target import AUTO_METHODS, run_cpu_target
+
+    scores = iter([0.50, 0.598])
+    seen = []
+
+    def evaluate(m):
+        seen.append(m)
+        return SimpleNamespace(map50_95=next(scores))
+
+    res = run_cpu_target(y8["raw"], y8["tail"], y8["stats"], method=None, percentile=99.99,
+                         fp32_result=SimpleNamespace(map50_95=0.60), evaluate=evaluate, max_map_drop=1.0,
+                         show_progress=False)
+    assert AUTO_METHODS == ("percentile", "minmax") and len(seen) == 2
+    assert res.model is seen[1] and res.info["method"] == "minmax"
+    assert [t["method"] for t in res.info["method_trials"]] == ["percentile", "minmax"]
+    # the two graphs differ only in their activation ranges
+    s0 = {i.name: i for i in seen[0].graph.initializer if i.name.endswith("_scale")}
+    s1 = {i.name: i for i in seen[1].graph.initializer if i.name.endswith("_scale")}
+    assert s0.keys() == s1.keys() and any(s0[k].raw_data != s1[k].raw_data or s0[k].float_data != s1[k].float_data
+                                          for k in s0)

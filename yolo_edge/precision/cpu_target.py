@@ -54,7 +54,10 @@ def rank_layers(raw, tail, stats, method: str, percentile: float, exclude: Seque
     return ranking
 
 
-def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude: Sequence[str] = (),
+AUTO_METHODS = ("percentile", "minmax")  # tried in this order when no method is given
+
+
+def run_cpu_target(raw, tail, stats, *, method: str | None, percentile: float, exclude: Sequence[str] = (),
                    reduce_range: bool = False, fp32_result=None, evaluate: Callable | None = None,
                    max_map_drop: float | None = None, max_exclusions: int = 6, sensitivity: str = "auto",
                    sensitivity_batches: Callable[[], list] | None = None, show_progress: bool = True,
@@ -62,13 +65,25 @@ def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude:
     """Quantize ``raw`` (FP32, NMS stripped) for ONNX Runtime's CPU provider and, when ``evaluate``
     (``model -> evaluation result``) and ``fp32_result`` are given, hold it to ``max_map_drop``.
 
+    ``method`` None: with ``evaluate``, each of :data:`AUTO_METHODS` is tried and the one with the
+    higher mAP kept (one evaluation more; which one wins depends on the model: YOLOv5n on coco128
+    loses 0.54 points with percentile and 2.40 with minmax, the bundled synthetic-data model 4.6
+    with percentile and 0.45 with minmax); without ``evaluate``, the first.
+
     ``sensitivity_batches()`` returns the letterboxed calibration batches used to rank layers."""
     from .graph import copy_model
     from .calibration import lower_bounds
 
-    cfg = CpuInt8Config(method=method, percentile=percentile, exclude=tuple(exclude), reduce_range=reduce_range)
     tensors = cpu_tensors(raw, tail.nodes, exclude)
-    ranges = activation_ranges(stats, tensors, method, percentile, lower=lower_bounds(raw))
+    bounds = lower_bounds(raw)
+    methods = [method] if method else list(AUTO_METHODS)
+    trials: list[dict] = []
+
+    def make(m: str):
+        cfg_m = CpuInt8Config(method=m, percentile=percentile, exclude=tuple(exclude), reduce_range=reduce_range)
+        return cfg_m, activation_ranges(stats, tensors, m, percentile, lower=bounds)
+
+    cfg, ranges = make(methods[0])
 
     def quantize(extra: Sequence[str] = ()):
         return quantize_cpu(raw, ranges, cfg, [*tail.nodes, *extra])
@@ -77,6 +92,16 @@ def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude:
     out = CpuTargetResult(model)
     if evaluate is not None and fp32_result is not None:
         out.result = evaluate(model)
+        trials.append({"method": methods[0], "map50_95": out.result.map50_95})
+        for m in methods[1:]:  # calibration method chosen on the validation split, like the exclusions
+            cfg_m, ranges_m = make(m)
+            model_m = quantize_cpu(raw, ranges_m, cfg_m, list(tail.nodes))
+            r = evaluate(model_m)
+            trials.append({"method": m, "map50_95": r.map50_95})
+            if log:
+                log(f"  calibration method {m}: mAP50-95 {100 * r.map50_95:.2f} (vs {100 * out.result.map50_95:.2f})")
+            if r.map50_95 > out.result.map50_95:
+                cfg, ranges, model, out.model, out.result = cfg_m, ranges_m, model_m, model_m, r
         fp32_map = fp32_result.map50_95
 
         def over(result) -> bool:
@@ -106,7 +131,7 @@ def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude:
         if sensitivity == "always" or (sensitivity == "auto" and over(out.result) and left > 0):
             from .sensitivity import exclude_until_within_budget
 
-            ranking = rank_layers(raw, tail, stats, method, percentile, exclude,
+            ranking = rank_layers(raw, tail, stats, cfg.method, percentile, exclude,
                                   sensitivity_batches() if sensitivity_batches else [], show_progress)
             out.ranking = [r.to_dict() for r in ranking]
             if over(out.result) and left > 0:
@@ -134,6 +159,7 @@ def run_cpu_target(raw, tail, stats, *, method: str, percentile: float, exclude:
     counts = fused_op_counts(copy_model(out.model))
     feats = cpu_features()
     out.info = {"mode": "int8-qdq", "target": "ort-cpu", **cfg.algorithm(),
+                **({"method_trials": trials} if len(trials) > 1 else {}),
                 "quantized_layers": sorted(quantized_nodes(out.model, RANK_OPS)),
                 "excluded": out.excluded, "ort_fused_ops": {k: v for k, v in sorted(counts.items())
                                                             if k.startswith("QLinear") or k in

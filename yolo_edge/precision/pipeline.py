@@ -67,7 +67,8 @@ class PrecisionConfig:
             (``<name>.int8-cpu.onnx``, Q/DQ that ONNX Runtime fuses into integer kernels on a CPU) or ``both``.
         int8_reduce_range: for ``ort-cpu``, 7-bit weights (x86 CPUs without VNNI).
         int8_cpu_method: calibration method of the ``ort-cpu`` target (``method`` is the TensorRT
-            target's); None: percentile (see ``precision/int8_cpu.py``).
+            target's); None: with validation data, percentile and minmax are both tried and the more
+            accurate kept (``precision/cpu_target.py``); without, percentile.
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
         sensitivity_map_top: with ``always`` and a validation set, the ΔmAP of excluding each of
@@ -409,7 +410,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
 
         with _Stage("int8-cpu", verbose) as st:
             cpu = run_cpu_target(
-                raw, tail, stats, method=cfg.int8_cpu_method or CPU_DEFAULT_METHOD, percentile=cfg.percentile,
+                raw, tail, stats, method=cfg.int8_cpu_method or (None if val_ds is not None else CPU_DEFAULT_METHOD),
+                percentile=cfg.percentile,
                 exclude=cfg.exclude,
                 reduce_range=cfg.int8_reduce_range, fp32_result=results.get("fp32"),
                 evaluate=(lambda m: evaluate_onnx(eval_copy(m, "int8"), val_ds, desc="val int8-cpu"))
