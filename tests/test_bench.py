@@ -292,6 +292,19 @@ def test_plan_lists_unavailable_backends_as_skipped():
     assert skipped == [{"backend": "tensorrt", "precision": p, "reason": "no TensorRT here"} for p in ("fp32", "int8")]
 
 
+def test_plan_int8_cpu_only_on_ort_cpu_and_ultralytics_int8_row():
+    """The CPU INT8 target is an ort-cpu row only (TensorRT gets the int8 file); an INT8 precision
+    adds Ultralytics' own INT8 ONNX export as a row beside its FP32 predictor."""
+    from yolo_edge.bench.run import BenchConfig, plan
+
+    cfg = BenchConfig(backends=["ort-cpu", "tensorrt", "ultralytics"], precisions=["fp32", "int8", "int8-cpu"])
+    todo, skipped = plan(cfg, {"ort-cpu": None, "tensorrt": None, "ultralytics": None})
+    assert todo == [("ort-cpu", "fp32"), ("ort-cpu", "int8"), ("ort-cpu", "int8-cpu"), ("tensorrt", "fp32"),
+                    ("tensorrt", "int8"), ("ultralytics", "fp32"), ("ultralytics", "int8")]
+    todo, _ = plan(BenchConfig(backends=["ultralytics"], precisions=["fp32"]), {"ultralytics": None})
+    assert todo == [("ultralytics", "fp32")]
+
+
 def test_failed_row_is_recorded_not_raised(tmp_path):
     from yolo_edge.bench.run import _run_here
     from yolo_edge.bench.worker import RowJob
@@ -450,6 +463,35 @@ def test_ultralytics_layout_graph(quick_run):
     np.testing.assert_allclose(out.transpose(0, 2, 1), np.concatenate([xywh, scores], -1), rtol=1e-5, atol=1e-4)
     meta = sess.get_modelmeta().custom_metadata_map
     assert meta["task"] == "detect" and meta["imgsz"] == "[640, 640]" and "0: 'c0'" in meta["names"]
+
+
+def test_ultralytics_layout_when_the_source_has_a_tensor_named_output0(tmp_path):
+    """A YOLOv5 export names its raw output ``output0``; the rewritten graph must still be valid
+    (ONNX Runtime refuses a name defined twice) and equal the xyxy -> xywh rewrite."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yolo_edge.bench.ultralytics_ref import to_ultralytics_layout
+
+    a = 6
+    nodes = [helper.make_node("Identity", ["images"], ["output0"], name="raw"),
+             helper.make_node("ReduceMean", ["output0"], ["m"], name="mean", axes=[1], keepdims=0),  # (B, H, W)
+             helper.make_node("Reshape", ["m", "shape"], ["flat"], name="flat"),  # (B, A, 8)
+             helper.make_node("Split", ["flat", "sp"], ["boxes", "scores"], name="split", axis=2)]
+    inits = [numpy_helper.from_array(np.array([0, a, 8], np.int64), "shape"),
+             numpy_helper.from_array(np.array([4, 4], np.int64), "sp")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 6])],
+                          [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, a, 4]),
+                           helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, a, 4])], inits)
+    src = tmp_path / "v5.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    dst = to_ultralytics_layout(src, tmp_path / "ul.onnx", ["a", "b", "c", "d"], (8, 6))
+    x = np.random.default_rng(0).random((1, 3, 8, 6), dtype=np.float32)
+    boxes, scores = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    (out,) = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    xywh = np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
+    np.testing.assert_allclose(out.transpose(0, 2, 1), np.concatenate([xywh, scores], -1), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,6 +4,7 @@ their NMS-free copies for the accuracy pass, TensorRT engines, the Ultralytics-l
 Layout of the model folder (``--onnx-dir``, default ``<work>/onnx-<checkpoint sha[:12]>-<H>x<W>``)::
 
     model.onnx  model.fp16.onnx  model.int8.onnx      # as `yolo-edge export --int8` writes them
+    model.int8-cpu.onnx                               # `--int8-target ort-cpu` (or both)
     eval/model.<prec>.onnx                            # the same graphs cut before NMS (accuracy pass)
     engines/model.<prec>.engine (+ eval/…engine)      # TensorRT rows, built here when TensorRT is
     ultralytics/model.onnx                            # Ultralytics output layout (when installed)
@@ -92,7 +93,7 @@ def prepare_onnx(checkpoint: Path, sha: str, imgsz: tuple[int, int], precisions:
     if not fp32.is_file() or fits(fp32):
         export_onnx(checkpoint, fp32, imgsz=imgsz, verbose=verbose)
         art.made.append(fp32.name)
-        for p in ("fp16", "int8"):  # variants of an older export are stale now
+        for p in ("fp16", "int8", "int8-cpu"):  # variants of an older export are stale now
             onnx_path(d, p).unlink(missing_ok=True)
     else:
         art.reused.append(fp32.name)
@@ -110,25 +111,29 @@ def prepare_onnx(checkpoint: Path, sha: str, imgsz: tuple[int, int], precisions:
 
     want = [p for p in precisions if p != "fp32"]
     stale = [p for p in want if onnx_path(d, p).is_file() and (
-        fits(onnx_path(d, p)) or (p == "int8" and not given and int8_settings_differ(onnx_path(d, p))))]
+        fits(onnx_path(d, p)) or (p.startswith("int8") and not given and int8_settings_differ(onnx_path(d, p))))]
     for p in stale:
         log(f"  {fits(onnx_path(d, p)) or int8_settings_differ(onnx_path(d, p))}: making it again")
     todo = [p for p in want if not onnx_path(d, p).is_file() or p in stale]
     if todo:
-        cfg = PrecisionConfig(out_dir=d, name=NAME, fp16="fp16" in todo, int8="int8" in todo, calib=calib,
-                              calib_images=calib_images, val=val if "int8" in todo else None, val_images=val_images,
-                              max_map_drop=max_map_drop if "int8" in todo else None, show_progress=verbose,
-                              build_engines=False, latency_runs=latency_runs)
+        int8 = "int8" in todo or "int8-cpu" in todo
+        target = "both" if {"int8", "int8-cpu"} <= set(todo) else ("ort-cpu" if "int8-cpu" in todo else "trt")
+        cfg = PrecisionConfig(out_dir=d, name=NAME, fp16="fp16" in todo, int8=int8, calib=calib,
+                              calib_images=calib_images, val=val if int8 else None, val_images=val_images,
+                              max_map_drop=max_map_drop if int8 else None, show_progress=verbose,
+                              build_engines=False, latency_runs=latency_runs, int8_target=target)
         log(f"precision job: {', '.join(todo)} from {fp32.name} ({calib_images} calibration images from {calib}"
-            + (f", budget {max_map_drop} mAP points on {val}" if max_map_drop is not None and "int8" in todo else "")
+            + (f", budget {max_map_drop} mAP points on {val}" if max_map_drop is not None and int8 else "")
             + ")")
         run_precision(fp32, cfg)
         art.made += [onnx_path(d, p).name for p in todo]
     art.reused += [onnx_path(d, p).name for p in want if p not in todo]
     for p in want:
         art.onnx[p] = onnx_path(d, p)
-    if "int8" in art.onnx:
-        spec = _spec(art.onnx["int8"])
+    for p in ("int8", "int8-cpu"):
+        if p not in art.onnx or art.calibration:
+            continue
+        spec = _spec(art.onnx[p])
         art.calibration = ((spec.extra or {}).get("precision") or {}).get("calibration") if spec else None
     for p, path in art.onnx.items():
         art.eval_onnx[p] = nms_free_copy(path, d / "eval" / path.name)

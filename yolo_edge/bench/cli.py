@@ -120,8 +120,11 @@ def build_bench(p) -> None:
     p.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES, default=["all"], metavar="BACKEND",
                    help="rows to measure: " + ", ".join(BACKEND_CHOICES) + " (default all; those not available here "
                         "are listed as skipped with the reason)")
-    p.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "int8"), default=["fp32", "fp16", "int8"],
-                   help="precisions of the ONNX Runtime / TensorRT rows (default all three)")
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "int8", "int8-cpu"),
+                   default=["fp32", "fp16", "int8", "int8-cpu"],
+                   help="precisions of the ONNX Runtime / TensorRT rows (default all): int8 is the TensorRT-target "
+                        "Q/DQ model, int8-cpu the ONNX Runtime CPU target (ort-cpu rows only); with Ultralytics "
+                        "installed, an int8 precision adds its own INT8 ONNX export as a row")
     p.add_argument("--runs", type=int, default=None, help="timed iterations at batch 1 (default 100; quick 5)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10; quick 2)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, metavar="B",

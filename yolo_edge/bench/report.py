@@ -18,7 +18,7 @@ from .results import LABELS, BenchResult, Row
 from .timing import STAGES
 
 FILES = ("bench.md", "bench.json", "bench.csv", "latency_vs_map.png", "stages.png", "command.txt")
-MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "int8-cpu": "v"}
 
 
 def _n(v, fmt: str = ".1f") -> str:

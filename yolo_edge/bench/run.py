@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 from ..errors import YoloEdgeError
 from .results import BACKENDS, FP32_ONLY, GPU_BACKENDS, BenchResult, Row
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")  # int8-cpu: the ONNX Runtime CPU INT8 target (ort-cpu rows)
 GOAL_RATIO = 2.0  # ONNX Runtime CPU FP32 end-to-end vs the reference eager pipeline (issue #8)
 
 FULL = {"runs": 100, "warmup": 10, "batch_sizes": (1, 8), "val_images": None, "timing_images": 16,
@@ -193,7 +193,9 @@ def plan(cfg: BenchConfig, status: dict[str, str | None]) -> tuple[list[tuple[st
     """``([(backend, precision), ...] to run, [skipped rows with reasons])`` in report order."""
     todo, skipped = [], []
     for b in cfg.backends:
-        precs = ["fp32"] if b in FP32_ONLY else list(cfg.precisions)
+        precs = ["fp32"] if b in FP32_ONLY else [p for p in cfg.precisions if p != "int8-cpu" or b == "ort-cpu"]
+        if b == "ultralytics" and {"int8", "int8-cpu"} & set(cfg.precisions):
+            precs.append("int8")  # Ultralytics' own INT8 ONNX export (ultralytics_ref.ultralytics_int8)
         if b in FP32_ONLY and "fp32" not in cfg.precisions:
             continue
         for p in precs:
@@ -271,7 +273,7 @@ def run_bench(cfg: BenchConfig | None = None, log: Callable[[str], None] = _log)
                            calib_images=cfg.calib_images, val=cfg.val, val_images=cfg.val_images or None,
                            max_map_drop=cfg.max_map_drop, latency_runs=3 if cfg.quick else 20,
                            verbose=cfg.show_progress, log=log)
-        if "int8" in art.onnx:
+        if "int8" in art.onnx or "int8-cpu" in art.onnx:
             notes.append(check_disjoint_with(art.calibration, cfg.val, cfg.val_images or None))
         trt_precs = sorted({p for b, p in todo if b == "tensorrt"}, key=PRECISIONS.index)
         if trt_precs:
@@ -289,6 +291,13 @@ def run_bench(cfg: BenchConfig | None = None, log: Callable[[str], None] = _log)
             names = read_spec(art.onnx["fp32"]).names
             art.engines["ultralytics"] = to_ultralytics_layout(art.onnx["fp32"], art.dir / "ultralytics" / "model.onnx",
                                                                names, imgsz)
+        if ("ultralytics", "int8") in todo:
+            try:
+                art.engines["ultralytics-int8"] = _ultralytics_int8(art, cfg, names, imgsz, log)
+            except Exception as e:  # keep the other rows
+                todo.remove(("ultralytics", "int8"))
+                skipped.append({"backend": "ultralytics", "precision": "int8",
+                                "reason": f"its INT8 export failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"})
 
     # roofline
     roof: dict = {"gflops": None, "peaks": {}}
@@ -349,13 +358,29 @@ def run_bench(cfg: BenchConfig | None = None, log: Callable[[str], None] = _log)
     return result
 
 
+def _ultralytics_int8(art, cfg: BenchConfig, names, imgsz, log) -> Path:
+    """Ultralytics' own INT8 ONNX recipe on our FP32 graph, calibrated on the same images as ours."""
+    from ..precision.calibration import ImageSet
+    from ..runtime.ort_runner import read_spec
+    from .ultralytics_ref import to_ultralytics_layout, ultralytics_int8
+
+    dst = art.dir / "ultralytics" / "model_int8.onnx"
+    if dst.is_file() and dst.stat().st_mtime >= art.onnx["fp32"].stat().st_mtime:
+        return dst
+    spec = read_spec(art.onnx["fp32"])
+    batches = list(ImageSet(cfg.calib, cfg.calib_images).batches(spec.letterbox, 1))
+    log(f"ultralytics: its INT8 ONNX recipe on the same {len(batches)} calibration images ({cfg.calib})")
+    q = ultralytics_int8(art.eval_onnx["fp32"], art.dir / "ultralytics" / "model.int8-raw.onnx", batches)
+    return to_ultralytics_layout(q, dst, names, imgsz)
+
+
 def _row_models(backend: str, precision: str, checkpoint: Path, art) -> tuple[str, str]:
     if backend in ("torch", "torch-cuda", "reference"):
         return str(checkpoint), str(checkpoint)
     if backend == "tensorrt":
         return str(art.engines[precision]), str(art.eval_engines.get(precision, art.engines[precision]))
     if backend == "ultralytics":
-        p = str(art.engines["ultralytics"])
+        p = str(art.engines["ultralytics" if precision == "fp32" else "ultralytics-int8"])
         return p, p
     return str(art.onnx[precision]), str(art.eval_onnx[precision])
 
@@ -436,7 +461,8 @@ def comparisons(result: BenchResult, batch_sizes: Sequence[int]) -> tuple[list[d
     return out, goal
 
 
-H2H_ROWS = (("ort-cpu", "fp32"), ("torch", "fp32"), ("reference", "fp32"), ("ultralytics", "fp32"))
+H2H_ROWS = (("ort-cpu", "fp32"), ("ort-cpu", "int8-cpu"), ("torch", "fp32"), ("reference", "fp32"),
+            ("ultralytics", "fp32"), ("ultralytics", "int8"))
 
 
 def head_to_head(cfg: BenchConfig, result: BenchResult, checkpoint, imgsz, names, art, log) -> dict:

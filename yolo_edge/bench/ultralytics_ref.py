@@ -34,6 +34,19 @@ def available() -> tuple[bool, str]:
     return True, package_version("ultralytics") or "?"
 
 
+def _free_name(graph, name: str) -> None:
+    """Rename the tensor ``name`` (wherever it is produced, read or described) to ``<name>_src``."""
+    new = f"{name}_src"
+    for n in graph.node:
+        for seq in (n.input, n.output):
+            for i, t in enumerate(seq):
+                if t == name:
+                    seq[i] = new
+    for v in (*graph.value_info, *graph.output, *graph.input):
+        if v.name == name:
+            v.name = new
+
+
 def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 32) -> Path:
     """Write ``dst``: the NMS-free yolo-edge ONNX ``src`` with the Ultralytics output ``output0``."""
     from ..deps import require
@@ -47,6 +60,7 @@ def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 3
 
     m = strip_nms(onnx.load(str(src)))
     g = m.graph
+    _free_name(g, "output0")  # a YOLOv5 export already has a tensor of that name
     opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=17)
     if opset < 13:
         raise YoloEdgeError(f"{src}: opset {opset} < 13; re-export with --opset 13 or newer")
@@ -71,6 +85,29 @@ def to_ultralytics_layout(src, dst, names: Sequence[str], imgsz, stride: int = 3
     with atomic_path(Path(dst)) as tmp:
         onnx.save(m, str(tmp))
     return Path(dst)
+
+
+def ultralytics_int8(src, dst, batches: Sequence[np.ndarray]) -> Path:
+    """Ultralytics' own INT8 ONNX recipe (``yolo export format=onnx quantize=8``:
+    ``ultralytics.utils.export.onnx.onnx_int8_quantize``, ultralytics 8.4) applied to ``src``, an
+    FP32 ONNX, with ``batches`` (letterboxed float ``(B, 3, H, W)`` in [0, 1], our calibration
+    images) as its calibration data. The recipe is ONNX Runtime's ``quantize_static`` with its
+    defaults (QDQ, int8 activations and weights, per-tensor, MinMax) on every Conv/Gemm/MatMul and
+    nothing else. Ultralytics' dataloader yields uint8 letterboxed images and its
+    ``Exporter._transform_fn`` divides them by 255; the images are handed over the same way."""
+    ok, why = available()
+    if not ok:
+        raise YoloEdgeError(why)
+    from ultralytics.utils.export.onnx import onnx_int8_quantize  # type: ignore[import-not-found]
+
+    items = [{"img": np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)} for x in batches]
+
+    def transform(item):  # = ultralytics Exporter._transform_fn on a dynamic-batch graph
+        im = item["img"].astype(np.float32) / 255.0
+        return im[None] if im.ndim == 3 else im
+
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    return Path(onnx_int8_quantize(str(src), str(dst), items, transform))
 
 
 class UltralyticsPredictor:
@@ -139,4 +176,4 @@ def time_ultralytics(pred: UltralyticsPredictor, batches, runs: int, warmup: int
     return {k: summarize(v) for k, v in samples.items()}
 
 
-__all__ = ["UltralyticsPredictor", "available", "time_ultralytics", "to_ultralytics_layout"]
+__all__ = ["UltralyticsPredictor", "available", "time_ultralytics", "to_ultralytics_layout", "ultralytics_int8"]

@@ -70,6 +70,12 @@ class PrecisionConfig:
         keep_fp32: node names kept FP32 in the FP16 model (besides the defaults).
         max_map_drop: INT8 mAP50-95 budget in points below FP32 (None: no budget).
         max_exclusions: evaluations the budget loop may spend.
+        int8_target: ``trt`` (``<name>.int8.onnx``, Q/DQ for TensorRT), ``ort-cpu``
+            (``<name>.int8-cpu.onnx``, Q/DQ that ONNX Runtime fuses into integer kernels on a CPU) or ``both``.
+        int8_reduce_range: for ``ort-cpu``, 7-bit weights (x86 CPUs without VNNI).
+        int8_cpu_method: calibration method of the ``ort-cpu`` target (``method`` is the TensorRT
+            target's); None: with validation data, percentile and minmax are both tried and the more
+            accurate kept (``precision/cpu_target.py``); without, percentile.
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
         bootstrap: image-bootstrap resamples for the confidence interval of the INT8 ΔmAP (0: none).
@@ -109,6 +115,9 @@ class PrecisionConfig:
     latency_runs: int = 20
     show_progress: bool = True
     build_engines: bool = True
+    int8_target: str = "trt"  # trt | ort-cpu | both (precision/int8_cpu.py)
+    int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
+    int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
@@ -324,6 +333,10 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
 
     t_start = time.perf_counter()
     verbose = cfg.show_progress
+    if cfg.int8_target not in ("trt", "ort-cpu", "both"):
+        raise YoloEdgeError(f"int8 target must be trt, ort-cpu or both, got {cfg.int8_target!r}")
+    make_trt = cfg.int8 and cfg.int8_target in ("trt", "both")
+    make_cpu = cfg.int8 and cfg.int8_target in ("ort-cpu", "both")
     if cfg.sensitivity not in ("auto", "always", "never"):
         raise YoloEdgeError(f"sensitivity must be auto, always or never, got {cfg.sensitivity!r}")
     fp32_path = Path(fp32_onnx)
@@ -355,6 +368,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             from .qdq import qdq_sites
 
             acts = {t: [n for n, _ in uses] for t, uses in qdq_sites(raw, cfg.int8_config(), tail.nodes).items()}
+        sampled = list(acts) if cfg.int8 else []
+        if make_cpu:
+            from .cpu_target import cpu_tensors
+
+            sampled = list(dict.fromkeys([*sampled, *cpu_tensors(raw, tail.nodes, cfg.exclude)]))
         fb = fixed_batch(raw)
         onnx_sha = sha256_file(fp32_path)
         st.detail = f"{len(raw.graph.node)} nodes, decode tail {len(tail.nodes)}, {len(nodes)} layers to quantize"
@@ -383,7 +401,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     stats_path = out_dir / "calibration.stats.npz"
     key = stats_key(onnx_sha, spec.letterbox, calib_hashes)
     with _Stage("calibrate", verbose) as st:
-        stats, reused = load_or_collect_stats(raw, calib, spec.letterbox, list(acts) if cfg.int8 else [], key, stats_path,
+        stats, reused = load_or_collect_stats(raw, calib, spec.letterbox, sampled, key, stats_path,
                                               reuse=cfg.reuse_stats, batch=cfg.batch, show_progress=verbose)
         st.detail = (f"reused {stats_path.name} (same key)" if reused
                      else f"{stats.n_images} images, {len(stats.tensors)} tensors, {stats.seconds:.1f} s")
@@ -422,7 +440,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
             st.detail = (f"{len(fp16_res.kept)} nodes kept FP32"
                          + (f", {len(fp16_res.overflow)} overflow-risk tensors" if fp16_res.overflow else ""))
-    if cfg.int8:
+    if make_trt:
         with _Stage("int8", verbose) as st:
             qdq = quantize_qdq(raw, amax, cfg.int8_config(), tail.nodes)
             n_q = sum(layer.op_type in cfg.op_types for layer in qdq_layers(qdq).values())
@@ -450,12 +468,38 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             notes.append(noise["warning"])
             _log(f"WARNING: {noise['warning']}")
 
+    cpu = None
+    if make_cpu:  # quantize, evaluate and hold to the budget in one step (precision/cpu_target.py)
+        from .cpu_target import run_cpu_target
+        from .int8_cpu import CPU_DEFAULT_METHOD
+
+        with _Stage("int8-cpu", verbose) as st:
+            cpu = run_cpu_target(
+                raw, tail, stats, method=cfg.int8_cpu_method or (None if val_ds is not None else CPU_DEFAULT_METHOD),
+                percentile=cfg.percentile,
+                exclude=cfg.exclude,
+                reduce_range=cfg.int8_reduce_range, fp32_result=results.get("fp32"),
+                evaluate=(lambda m: evaluate_onnx(eval_copy(m, "int8"), val_ds, desc="val int8-cpu"))
+                if val_ds is not None else None,
+                max_map_drop=cfg.max_map_drop, max_exclusions=cfg.max_exclusions, sensitivity=cfg.sensitivity,
+                sensitivity_batches=lambda: list(calib.head(cfg.sensitivity_images).batches(
+                    spec.letterbox, fb or 1, fixed=fb is not None)), show_progress=verbose, log=_log if verbose else None)
+            eval_paths["int8-cpu"] = eval_copy(cpu.model, "int8")
+            if cpu.result is not None:
+                results["int8-cpu"] = cpu.result
+            st.detail = (f"{len(cpu.info['quantized_layers'])} layers quantized, {cpu.info['ort_integer_ops']} "
+                         f"integer ops after ONNX Runtime fusion"
+                         + (f", mAP50-95 {100 * cpu.result.map50_95:.2f}" if cpu.result is not None else "")
+                         + (f", {len(cpu.excluded)} layer(s) excluded" if cpu.excluded else ""))
+
     # 6. budget --------------------------------------------------------------------------------
     sens_report = None
     budget = None
     drop = None
     if qdq is not None and "int8" in results:
         drop = 100.0 * (results["fp32"].map50_95 - results["int8"].map50_95)
+    elif qdq is None and "int8-cpu" in results:  # ort-cpu only: its drop is the one held to the budget
+        drop = 100.0 * (results["fp32"].map50_95 - results["int8-cpu"].map50_95)
     over = drop is not None and cfg.max_map_drop is not None and drop > cfg.max_map_drop
     if over and noise is not None and noise["too_noisy"] and cfg.sensitivity == "auto":
         over = False  # the exclusion loop would follow noise: refuse it (warned above)
@@ -527,7 +571,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             scales = activation_scales(qdq)
             cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
                                  cfg.int8_config().algorithm())
-            int8_info = {"mode": "int8-qdq", "symmetric": True, "weights": "per-channel (axis 0)",
+            int8_info = {"mode": "int8-qdq", "target": "trt", "symmetric": True, "weights": "per-channel (axis 0)",
                          "activations": "per-tensor", "op_types": list(cfg.op_types), "method": cfg.method,
                          **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                          "quantized_layers": sorted(n for n, l in qdq_layers(qdq).items()
@@ -554,13 +598,21 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             paths["cache"] = write_cache(out_dir / "calibration.cache", table, cache_key, trt_version=trt_version,
                                          extra={"onnx": str(fp32_path), "method": cfg.method})
             written.append(f"calibration.cache ({len(table)} tensors, TRT {trt_version})")
+        if cpu is not None:
+            from .int8_cpu import CPU_SUFFIX
+
+            cpu_info = {**cpu.info, "calibration": calib_info}
+            m = add_nms(copy_model(cpu.model), spec.nms) if spec.nms.flavour != "none" else copy_model(cpu.model)
+            paths["int8-cpu"] = _save(_with_spec(m, spec.replace(precision="int8", extra={
+                **spec.extra, "precision": cpu_info})), out_dir / f"{name}.{CPU_SUFFIX}.onnx")
+            written.append(paths["int8-cpu"].name)
         st.detail = ", ".join(written)
 
     # 8. latency -------------------------------------------------------------------------------
     x = next(ImageSet(cfg.val or cfg.calib, 1).batches(spec.letterbox, fb or 1, fixed=fb is not None))
     rows: list[Row] = []
     with _Stage("latency", verbose) as st:
-        for prec in ("fp32", "fp16", "int8"):
+        for prec in ("fp32", "fp16", "int8", "int8-cpu"):
             if prec not in paths:
                 continue
             p = paths[prec]
@@ -622,6 +674,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 "tensors": entries,
                 "notes": notes,
             }
+            if cpu is not None:
+                report["int8_cpu"] = {**cpu.info, "ranking": cpu.ranking, "budget": cpu.budget}
             report_dir = out_dir / "report"
             files = write_report(report, report_dir)
             paths.update({f"report:{k}": v for k, v in files.items()})
@@ -631,11 +685,35 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 st.detail += (f"; TensorRT 10 precision map of {paths['int8'].name}: convolution FLOPs INT8 "
                               f"{100 * p10['conv_flops_int8_share']:.1f} %, FP32 nodes outside the decode tail "
                               f"{len(p10['fp32_nodes_outside_tail'])}")
+    elif cpu is not None:  # ort-cpu only: the same report, output SQNR and the CPU target's decisions
+        from .report import measure_sqnr, write_report
+
+        with _Stage("report", verbose) as st:
+            batches = list(calib.head(cfg.report_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+            report = {"model": str(fp32_path), "onnx_sha256": onnx_sha, "name": name,
+                      "calibration": {**calib_info, "method": cfg.method, "sqnr_images": len(batches)},
+                      "evaluation": [r.to_dict() for r in rows],
+                      "budget": {"max_map_drop": cfg.max_map_drop, "drop": drop, "within": None if drop is None
+                                 or cfg.max_map_drop is None else drop <= cfg.max_map_drop},
+                      "outputs": measure_sqnr(raw, cpu.model, {}, batches), "int8": cpu.info,
+                      "sensitivity": {"ranking": cpu.ranking, "budget": cpu.budget} if cpu.ranking else None,
+                      "notes": notes}
+            report_dir = out_dir / "report"
+            files = write_report(report, report_dir)
+            paths.update({f"report:{k}": v for k, v in files.items()})
+            st.detail = f"{report_dir}/report.html"
     tmp.cleanup()
 
     within = None
     if drop is not None and cfg.max_map_drop is not None:
         within = drop <= cfg.max_map_drop + 1e-9
+    if cpu is not None and qdq is not None and "int8-cpu" in results and cfg.max_map_drop is not None:
+        cpu_drop = 100.0 * (results["fp32"].map50_95 - results["int8-cpu"].map50_95)
+        within = bool(within) and cpu_drop <= cfg.max_map_drop + 1e-9
+        drop = max(drop, cpu_drop) if drop is not None else cpu_drop
+    if cpu is not None:
+        excluded = excluded + [{**e, "reason": f"ort-cpu: {e['reason']}"} for e in cpu.excluded
+                               if not e["reason"].startswith("requested")]
     return PrecisionResult(rows, paths, report_dir, within, drop, cfg.max_map_drop, time.perf_counter() - t_start,
                            [e for e in excluded if not e["reason"].startswith("decode tail")], notes,
                            [k for k in (fp16_res.kept if fp16_res else []) if not k["reason"].startswith("decode tail")
