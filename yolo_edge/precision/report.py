@@ -47,6 +47,25 @@ FLAGS = {
 }
 
 
+def budget_sentence(budget: dict) -> str:
+    """One readable line for the report's ``budget`` entry (drop in points, its bootstrap interval, verdict)."""
+    drop, limit = budget.get("drop"), budget.get("max_map_drop")
+    parts = ["INT8 ΔmAP50-95 " + ("not measured" if drop is None else f"{-drop:+.2f} points")]
+    noise = budget.get("noise") or {}
+    if noise.get("ci90"):
+        lo, hi = noise["ci90"]
+        parts.append(f"90 % bootstrap interval {lo:+.2f} … {hi:+.2f} ({noise.get('images', '?')} images)")
+    if limit is not None:
+        verdict = {True: "within", False: "OVER", None: "not judged"}[budget.get("within")]
+        parts.append(f"budget {limit:g} points: {verdict}")
+    if noise.get("too_noisy"):
+        parts.append("the validation set is too small to resolve this budget")
+    for key in ("excluded", "kept"):
+        if budget.get(key):
+            parts.append(f"{key}: {', '.join(map(str, budget[key]))}")
+    return "; ".join(parts)
+
+
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     """``10 log10(||ref||^2 / ||ref - test||^2)`` in dB (inf when equal)."""
     ref = np.asarray(ref, np.float64)
@@ -340,7 +359,7 @@ def render_html(report: dict, pngs: Mapping[str, bytes], worst: int = 10) -> str
         parts.append("<h2>Accuracy and speed (ONNX Runtime, CPU)</h2>")
         parts.append(_table(rows, ["precision", "MB", "mAP50-95", "mAP50", "ΔmAP50-95 (points)", "p50 ms"]))
     if report.get("budget"):
-        parts.append(f"<p><b>Budget:</b> {e(json.dumps(report['budget']))}</p>")
+        parts.append(f"<p><b>Budget:</b> {e(budget_sentence(report['budget']))}</p>")
     if report.get("precision_map"):
         parts.append(render_precision_map(report["precision_map"]))
     ex = (report.get("int8") or {}).get("excluded", [])
