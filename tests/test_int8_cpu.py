@@ -238,7 +238,7 @@ def test_yolov5n_on_coco128_close_to_fp32(tmp_path):
     tail = find_decode_tail(raw)
     tensors = quantized_tensors(raw, CPU_OP_TYPES, tail.nodes)
     stats = collect_stats(raw, ImageSet(str(calib_dir), 16), (640, 640), sampled=tensors, show_progress=False)
-    q = quantize_cpu(raw, activation_ranges(stats, tensors, lower=lower_bounds(raw)), CpuInt8Config(), tail.nodes)
+    q = quantize_cpu(raw, activation_ranges(stats, tensors, "minmax", lower=lower_bounds(raw)), CpuInt8Config(), tail.nodes)
     assert _ops(optimized_model(q)).get("QLinearConv", 0) >= 57
     val = ImageSet(str(val_dir), 4)
     xs = list(val.batches((640, 640), 1, fixed=True))  # the source ONNX has a static batch of 1

@@ -139,7 +139,7 @@ def quantized_tensors(model, op_types: Iterable[str] = CPU_OP_TYPES, exclude: It
     return list(out)
 
 
-def activation_ranges(stats, names: Iterable[str], method: str = DEFAULT_METHOD,
+def activation_ranges(stats, names: Iterable[str], method: str = CPU_DEFAULT_METHOD,
                       percentile: float = DEFAULT_PERCENTILE, lower: Mapping[str, float] | None = None
                       ) -> dict[str, tuple[float, float]]:
     """``{tensor: (rmin, rmax)}`` for asymmetric quantization from calibration statistics: the
