@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 from ..detections import Detections
 from ..errors import YoloEdgeError
-from .pipeline import Channel, RollingStats, StreamConfig, StreamSummary, _END, _Signals, draw_overlay
+from .pipeline import Channel, RollingStats, StreamConfig, StreamSummary, _END, draw_overlay, supervise
 from .sinks import FrameResult, Sink, StreamInfo
 from .sources import Backoff, CorruptFrame, Frame, Source
 
@@ -376,7 +376,6 @@ def run_multi(sources: Sequence[Source], detector, sinks: Sequence[Sink] = (),
 
         bar = progress(total=min(total, cfg.max_frames * n) if cfg.max_frames else total, desc="stream",
                        unit="frame")
-    t_start = time.perf_counter()
 
     def total_line() -> str:
         live = sum(st_ == "running" for st_ in state)
@@ -427,40 +426,17 @@ def run_multi(sources: Sequence[Source], detector, sinks: Sequence[Sink] = (),
                       names=det_names, live=any(s.live for s in sources),
                       sources=tuple(StreamInfo(source=disp[i], fps=sources[i].fps, names=det_names,
                                                live=sources[i].live) for i in range(n)))
-    opened: list[Sink] = []
-    close_errors: list[BaseException] = []
-    try:
-        for s in sinks:
-            s.open(info)
-            opened.append(s)
-        threads = [threading.Thread(target=capture, args=(i,), name=f"yolo-edge-capture-{i}", daemon=True)
-                   for i in range(n)]
-        threads += [threading.Thread(target=f, name=f"yolo-edge-{f.__name__}", daemon=True) for f in (detect, render)]
-        t_start = time.perf_counter()
-        with _Signals(lambda: request_stop("signal"), lambda: abort("signal"), cfg.handle_signals):
-            for t in threads:
-                t.start()
-            next_status = time.monotonic() + cfg.status_every_s
-            while any(t.is_alive() for t in threads):
-                threads[-1].join(0.1)
-                if cfg.duration_s is not None and time.perf_counter() - t_start >= cfg.duration_s:
-                    request_stop("duration")
-                if info.live and cfg.progress and time.monotonic() >= next_status:
-                    next_status += cfg.status_every_s
-                    status(" | ".join([total_line()] + [source_line(i) for i in range(n)]))
-            for t in threads:
-                t.join()
-        wall = time.perf_counter() - t_start
-    finally:
-        if bar is not None:
-            bar.close()
-        for s in opened:
-            try:
-                s.close()
-            except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
-                close_errors.append(e)
+    threads = [threading.Thread(target=capture, args=(i,), name=f"yolo-edge-capture-{i}", daemon=True)
+               for i in range(n)]
+    threads += [threading.Thread(target=f, name=f"yolo-edge-{f.__name__}", daemon=True) for f in (detect, render)]
+
+    def close_sources():
         for s in sources:
             s.close()
+
+    wall, close_errors = supervise(threads, sinks, info, cfg, request_stop=request_stop, abort=abort, status=status,
+                                   status_line=lambda: " | ".join([total_line()] + [source_line(i) for i in range(n)]),
+                                   close=close_sources, bar=bar)
     if errors:
         raise errors[0]
     if close_errors:

@@ -239,6 +239,46 @@ class _Signals:
             signal.signal(sig, old)
 
 
+def supervise(threads: Sequence[threading.Thread], sinks: Sequence[Sink], info: StreamInfo, cfg: StreamConfig, *,
+              request_stop: Callable[[str], None], abort: Callable[[str], None], status: Callable[[str], None],
+              status_line: Callable[[], str], close: Callable[[], None], bar=None) -> tuple[float, list]:
+    """Run a pipeline's threads: open every sink, start the threads under the signal handlers, stop
+    after ``cfg.duration_s``, print ``status_line()`` every ``cfg.status_every_s`` for a live source, and
+    join them; then, whatever happened, close the progress bar, every opened sink and (``close``) the
+    sources. Returns ``(wall seconds, sink close errors)``; the caller raises its thread errors first."""
+    opened: list[Sink] = []
+    close_errors: list[BaseException] = []
+    try:
+        for s in sinks:
+            s.open(info)
+            opened.append(s)
+        t_start = time.perf_counter()
+        with _Signals(lambda: request_stop("signal"), lambda: abort("signal"), cfg.handle_signals):
+            for t in threads:
+                t.start()
+            next_status = time.monotonic() + cfg.status_every_s
+            while any(t.is_alive() for t in threads):
+                threads[-1].join(0.1)
+                if cfg.duration_s is not None and time.perf_counter() - t_start >= cfg.duration_s:
+                    request_stop("duration")
+                if info.live and cfg.progress and time.monotonic() >= next_status:
+                    next_status += cfg.status_every_s
+                    status(status_line())
+            for t in threads:
+                t.join()
+        wall = time.perf_counter() - t_start
+    finally:
+        if bar is not None:
+            bar.close()
+        for s in opened:
+            try:
+                s.close()
+            except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
+                close_errors.append(e)
+        close()
+    return wall, close_errors
+
+
 def run_stream(source: Source, detector, sinks: Sequence[Sink] = (), config: StreamConfig | None = None,
                on_status: Callable[[str], None] | None = None) -> StreamSummary:
     """Run ``detector`` over ``source`` into ``sinks``; returns the :class:`StreamSummary`.
@@ -381,38 +421,11 @@ def run_stream(source: Source, detector, sinks: Sequence[Sink] = (), config: Str
 
     source.open()
     info = StreamInfo(source=source.name, fps=source.fps, names=names, live=source.live)
-    opened: list[Sink] = []
-    try:
-        for s in sinks:
-            s.open(info)
-            opened.append(s)
-        threads = [threading.Thread(target=f, name=f"yolo-edge-{f.__name__}", daemon=True)
-                   for f in (capture, detect, render)]
-        t_start = time.perf_counter()
-        with _Signals(lambda: request_stop("signal"), lambda: abort("signal"), cfg.handle_signals):
-            for t in threads:
-                t.start()
-            next_status = time.monotonic() + cfg.status_every_s
-            while any(t.is_alive() for t in threads):
-                threads[-1].join(0.1)
-                if cfg.duration_s is not None and time.perf_counter() - t_start >= cfg.duration_s:
-                    request_stop("duration")
-                if source.live and cfg.progress and time.monotonic() >= next_status:
-                    next_status += cfg.status_every_s
-                    status(" | ".join(overlay_lines()))
-            for t in threads:
-                t.join()
-        wall = time.perf_counter() - t_start
-    finally:
-        if bar is not None:
-            bar.close()
-        close_errors = []
-        for s in opened:
-            try:
-                s.close()
-            except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
-                close_errors.append(e)
-        source.close()
+    threads = [threading.Thread(target=f, name=f"yolo-edge-{f.__name__}", daemon=True)
+               for f in (capture, detect, render)]
+    wall, close_errors = supervise(threads, sinks, info, cfg, request_stop=request_stop, abort=abort,
+                                   status=status, status_line=lambda: " | ".join(overlay_lines()),
+                                   close=source.close, bar=bar)
     if errors:
         raise errors[0]
     if close_errors:
