@@ -291,3 +291,19 @@ def strip_nms(model, boxes: str = "boxes", scores: str = "scores"):
 
 def node_by_name(model) -> dict:
     return {n.name: n for n in model.graph.node}
+
+
+def dq_fed_inputs(model):
+    """Every input of a non-Q/DQ node that a ``DequantizeLinear`` produces, in graph order:
+    ``(node, input index, the DQ node, the QuantizeLinear feeding that DQ or None)``. A Q means an
+    activation (``x -> Q -> DQ``); None a constant (an INT8 weight initializer -> DQ)."""
+    prod = producers(model)
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for idx, t in enumerate(n.input):
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = prod.get(dq.input[0])
+            yield n, idx, dq, (q if q is not None and q.op_type == "QuantizeLinear" else None)

@@ -199,26 +199,20 @@ def _const(model, name: str):
 
 def qdq_layers(qdq_model) -> dict[str, QdqLayer]:
     """``{node name: QdqLayer}`` for every node fed by a ``DequantizeLinear``."""
-    prod = {o: n for n in qdq_model.graph.node for o in n.output}
+    from .graph import dq_fed_inputs
+
     out: dict[str, QdqLayer] = {}
-    for n in qdq_model.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        for idx, t in enumerate(n.input):
-            dq = prod.get(t)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            layer = out.setdefault(n.name, QdqLayer(n.name, n.op_type))
-            src = dq.input[0]
-            scale = _const(qdq_model, dq.input[1])
-            qn = prod.get(src)
-            if qn is not None and qn.op_type == "QuantizeLinear":  # activation: x -> Q -> DQ
-                layer.activations[qn.input[0]] = t
-                layer.scales[qn.input[0]] = float(np.asarray(scale).reshape(-1)[0])
-            elif idx == 1:  # weight: INT8 initializer -> DQ
-                layer.weight = src[: -len("_quantized")] if src.endswith("_quantized") else src
-                layer.weight_scales = np.asarray(scale, np.float32).reshape(-1)
-                layer.weight_q = _const(qdq_model, src)
+    for n, idx, dq, qn in dq_fed_inputs(qdq_model):
+        layer = out.setdefault(n.name, QdqLayer(n.name, n.op_type))
+        src = dq.input[0]
+        scale = _const(qdq_model, dq.input[1])
+        if qn is not None:  # activation: x -> Q -> DQ
+            layer.activations[qn.input[0]] = n.input[idx]
+            layer.scales[qn.input[0]] = float(np.asarray(scale).reshape(-1)[0])
+        elif idx == 1:  # weight: INT8 initializer -> DQ
+            layer.weight = src[: -len("_quantized")] if src.endswith("_quantized") else src
+            layer.weight_scales = np.asarray(scale, np.float32).reshape(-1)
+            layer.weight_q = _const(qdq_model, src)
     return out
 
 

@@ -279,10 +279,9 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
     from onnx import TensorProto, helper, numpy_helper
 
     from .fp16 import toposort
-    from .graph import copy_model, tensor_types
+    from .graph import copy_model, dq_fed_inputs, tensor_types
 
     src = qdq_model
-    prod = {o: n for n in src.graph.node for o in n.output}
     sinits = {t.name: t for t in src.graph.initializer}
     m = to_opset(copy_model(fp16_model), opset)
     g = m.graph
@@ -296,55 +295,48 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
     np_of = {TensorProto.FLOAT16: np.float16, TensorProto.FLOAT: np.float32}
     new_nodes, new_inits = [], []
     made: dict[str, str] = {}  # key -> DQ output in the twin
-    for n in src.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        for idx, t in enumerate(n.input):
-            dq = prod.get(t)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            tgt = by_name.get(n.name)
-            if tgt is None:
-                raise YoloEdgeError(f"node {n.name!r} of the Q/DQ graph is missing from the FP16 graph")
-            qsrc = prod.get(dq.input[0])
-            scale = numpy_helper.to_array(sinits[dq.input[1]])
-            zp = numpy_helper.to_array(sinits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
-            axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
-            if qsrc is not None and qsrc.op_type == "QuantizeLinear":  # activation: x -> Q -> DQ
-                u = tgt.input[idx]
-                et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
-                key = f"a:{u}"
-                if key not in made:
-                    base = u
-                    sname, zname = f"{base}_scale", f"{base}_zero_point"
-                    new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
-                                  numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
-                    new_nodes += [helper.make_node("QuantizeLinear", [u, sname, zname], [f"{base}_QuantizeLinear_Output"],
-                                                   name=f"{base}_QuantizeLinear"),
-                                  helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output", sname, zname],
-                                                   [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear")]
-                    made[key] = f"{base}_DequantizeLinear_Output"
-                tgt.input[idx] = made[key]
-            else:  # weight: INT8 initializer -> DQ
-                x = tgt.input[0] if idx != 0 else tgt.input[1]
-                et = elem(x) if elem(x) in np_of else TensorProto.FLOAT16
-                key = f"w:{dq.input[0]}:{et}"
-                if key not in made:
-                    base = dq.input[0] if et == TensorProto.FLOAT16 else f"{dq.input[0]}_fp32"
-                    qw = sinits[dq.input[0]]
-                    qcopy = onnx.TensorProto()
-                    qcopy.CopyFrom(qw)
-                    qcopy.name = f"{base}"
-                    sname, zname = f"{base}_wscale", f"{base}_wzero_point"
-                    new_inits += [qcopy, numpy_helper.from_array(scale.astype(np_of[et]), sname),
-                                  numpy_helper.from_array(zp if zp is not None else np.zeros(scale.shape, np.int8),
-                                                          zname)]
-                    attrs = {"axis": axis} if axis is not None else {}
-                    new_nodes.append(helper.make_node("DequantizeLinear", [qcopy.name, sname, zname],
-                                                      [f"{base}_DequantizeLinear_Output"],
-                                                      name=f"{base}_DequantizeLinear", **attrs))
-                    made[key] = f"{base}_DequantizeLinear_Output"
-                tgt.input[idx] = made[key]
+    for n, idx, dq, qsrc in dq_fed_inputs(src):
+        tgt = by_name.get(n.name)
+        if tgt is None:
+            raise YoloEdgeError(f"node {n.name!r} of the Q/DQ graph is missing from the FP16 graph")
+        scale = numpy_helper.to_array(sinits[dq.input[1]])
+        zp = numpy_helper.to_array(sinits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
+        if qsrc is not None:  # activation: x -> Q -> DQ
+            u = tgt.input[idx]
+            et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
+            key = f"a:{u}"
+            if key not in made:
+                base = u
+                sname, zname = f"{base}_scale", f"{base}_zero_point"
+                new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
+                              numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
+                new_nodes += [helper.make_node("QuantizeLinear", [u, sname, zname], [f"{base}_QuantizeLinear_Output"],
+                                               name=f"{base}_QuantizeLinear"),
+                              helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output", sname, zname],
+                                               [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear")]
+                made[key] = f"{base}_DequantizeLinear_Output"
+            tgt.input[idx] = made[key]
+        else:  # weight: INT8 initializer -> DQ
+            x = tgt.input[0] if idx != 0 else tgt.input[1]
+            et = elem(x) if elem(x) in np_of else TensorProto.FLOAT16
+            key = f"w:{dq.input[0]}:{et}"
+            if key not in made:
+                base = dq.input[0] if et == TensorProto.FLOAT16 else f"{dq.input[0]}_fp32"
+                qw = sinits[dq.input[0]]
+                qcopy = onnx.TensorProto()
+                qcopy.CopyFrom(qw)
+                qcopy.name = f"{base}"
+                sname, zname = f"{base}_wscale", f"{base}_wzero_point"
+                new_inits += [qcopy, numpy_helper.from_array(scale.astype(np_of[et]), sname),
+                              numpy_helper.from_array(zp if zp is not None else np.zeros(scale.shape, np.int8),
+                                                      zname)]
+                attrs = {"axis": axis} if axis is not None else {}
+                new_nodes.append(helper.make_node("DequantizeLinear", [qcopy.name, sname, zname],
+                                                  [f"{base}_DequantizeLinear_Output"],
+                                                  name=f"{base}_DequantizeLinear", **attrs))
+                made[key] = f"{base}_DequantizeLinear_Output"
+            tgt.input[idx] = made[key]
     g.node.extend(new_nodes)
     g.initializer.extend(new_inits)
     _drop_unused_initializers(m)
@@ -359,24 +351,18 @@ def same_quantization(a, b) -> list[str]:
     Returns human-readable differences (empty: the same quantization)."""
     from onnx import numpy_helper
 
+    from .graph import dq_fed_inputs
+
     def table(m):
-        prod = {o: n for n in m.graph.node for o in n.output}
         inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
         out = {}
-        for n in m.graph.node:
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                continue
-            for idx, t in enumerate(n.input):
-                dq = prod.get(t)
-                if dq is None or dq.op_type != "DequantizeLinear":
-                    continue
-                q = prod.get(dq.input[0])
-                kind = "act" if q is not None and q.op_type == "QuantizeLinear" else "weight"
-                out[(n.name, idx)] = {
-                    "kind": kind, "scale": inits[dq.input[1]].astype(np.float16),
-                    "zp": inits[dq.input[2]] if len(dq.input) > 2 else None,
-                    "axis": next((a.i for a in dq.attribute if a.name == "axis"), None),
-                    "w": inits.get(dq.input[0]) if kind == "weight" else None}
+        for n, idx, dq, q in dq_fed_inputs(m):
+            kind = "act" if q is not None else "weight"
+            out[(n.name, idx)] = {
+                "kind": kind, "scale": inits[dq.input[1]].astype(np.float16),
+                "zp": inits[dq.input[2]] if len(dq.input) > 2 else None,
+                "axis": next((a.i for a in dq.attribute if a.name == "axis"), None),
+                "w": inits.get(dq.input[0]) if kind == "weight" else None}
         return out
 
     ta, tb = table(a), table(b)
