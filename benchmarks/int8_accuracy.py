@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--modelopt-methods", nargs="+", default=["entropy", "max"], choices=("entropy", "max"))
     ap.add_argument("--modelopt-high-precision", default="fp16", choices=("fp16", "fp32"))
     ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH", help="more INT8 graphs to score")
+    ap.add_argument("--head-guard", type=float, default=None, metavar="SHARE",
+                    help="FLOP share the finest prediction convs may keep FP16 in yolo-edge's rows (default: the "
+                         "job's, 0.05; 0: off). The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
     ap.add_argument("--reuse-stats", action="store_true",
                     help="reuse --work's calibration statistics when their key matches (the timing is then not measured)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the Δ interval (0: none)")
@@ -86,13 +89,14 @@ def main(argv=None) -> int:
     import numpy as np
     import onnx
 
-    from yolo_edge.evaluate.bootstrap import collect, paired_bootstrap
+    from yolo_edge.evaluate.bootstrap import AGREEMENT_CONF, agreement, collect, paired_bootstrap
     from yolo_edge.evaluate.validate import VAL_NMS
     from yolo_edge.export.metadata import get_spec, set_metadata
     from yolo_edge.precision.calibration import ImageSet
     from yolo_edge.precision.graph import copy_model, find_decode_tail, prepare, strip_nms
     from yolo_edge.precision.int8 import Int8Config, activation_inputs, quantizable_nodes, quantize_qdq
     from yolo_edge.precision.pipeline import _Subset, load_or_collect_stats, stats_key
+    from yolo_edge.precision.qdq import HEAD_GUARD_SHARE, head_guard
     from yolo_edge.runtime import Detector
     from yolo_edge.runtime.ort_runner import OrtRunner
     from yolo_edge.spec import NmsSpec
@@ -122,6 +126,8 @@ def main(argv=None) -> int:
     tail = find_decode_tail(raw)
     nodes = quantizable_nodes(raw, exclude=tail.nodes)
     acts = activation_inputs(raw, nodes)
+    guard_share = HEAD_GUARD_SHARE if args.head_guard is None else args.head_guard
+    guard = head_guard(raw, tail.head, nodes, guard_share)
     eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
 
     # one calibration pass, timed; each method's range selection, timed
@@ -140,7 +146,8 @@ def main(argv=None) -> int:
             from yolo_edge.precision.sensitivity import auto_amax
 
             batches = list(calib.head(4).batches(spec.letterbox, 1))
-            amaxes[m], choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, Int8Config(), tail.nodes),
+            amaxes[m], choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, Int8Config(exclude=tuple(guard)),
+                                                                             tail.nodes),
                                           acts, batches)
             timing["auto_choice"] = {c: list(choice.values()).count(c) for c in dict.fromkeys(choice.values())}
         else:
@@ -153,9 +160,20 @@ def main(argv=None) -> int:
     val_ds = _Subset(val.dataset, val.indices)
 
     graphs: list[tuple[str, object]] = [("fp32", raw)]
+    from yolo_edge.precision.calibration import DEFAULT_METHOD
+
+    primary = DEFAULT_METHOD if DEFAULT_METHOD in args.methods else (args.methods or [None])[0]
     for m in args.methods:
-        graphs.append((f"int8 {m}", quantize_qdq(raw, amaxes[m], Int8Config(method=m),
-                                                 tail.nodes)))
+        q = quantize_qdq(raw, amaxes[m], Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
+        graphs.append((f"int8 {m}", q))
+        if m == primary:  # the same quantization as the TensorRT 10/11 file has it (FP16 graph, FP16 scales)
+            from yolo_edge.precision.fp16 import convert_fp16
+            from yolo_edge.precision.qdq import fp16_scale_twin
+
+            f16 = convert_fp16(raw, stats.absmax(), tail=tail.nodes).model
+            graphs.append((f"int8 {m}, FP16-scale file (TensorRT 10/11) as ONNX Runtime runs it", fp16_scale_twin(q, f16)))
+        if m == primary and guard:
+            graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, amaxes[m], Int8Config(method=m), tail.nodes)))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():
@@ -216,7 +234,11 @@ def main(argv=None) -> int:
             ev = collect(det, val_ds, desc=f"val {label}")
         r = ev.compute()
         evaluators.append(ev)
-        rows.append({"row": label, "map50_95": r.map50_95, "map50": r.map50, "ap_small": r.ap_small})
+        row = {"row": label, "map50_95": r.map50_95, "map50": r.map50, "ap_small": r.ap_small}
+        if evaluators[1:]:  # agreement with FP32's own detections (score >= AGREEMENT_CONF) as the labels
+            a = agreement(ev, evaluators[0]).compute()
+            row.update(agreement_map50_95=a.map50_95, agreement_ap_small=a.ap_small)
+        rows.append(row)
         _log(f"{label}: mAP50-95 {100 * r.map50_95:.2f}  mAP50 {100 * r.map50:.2f}  AP-small {100 * r.ap_small:.2f}")
     boot = paired_bootstrap(evaluators, n=args.bootstrap) if args.bootstrap else None
     for i, row in enumerate(rows):
@@ -226,21 +248,28 @@ def main(argv=None) -> int:
             row["delta_ci90"] = list(boot.interval(i, 0))
 
     cmd = " ".join(["python", "benchmarks/int8_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
-    result = {"command": cmd, "model": str(args.from_onnx or args.model or "bundled"), "calib": args.calib,
+    result = {"command": cmd, "head_guard": {"share": guard_share, "nodes": guard}, "model": str(args.from_onnx or args.model or "bundled"), "calib": args.calib,
               "val": args.val, "val_images": len(val_ds), "calibration": timing, "rows": rows, "notes": notes,
               "bootstrap": args.bootstrap, "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
               "python": platform.python_version(), "total_seconds": round(time.perf_counter() - t_all, 1)}
     (results_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     lines = [f"# INT8 accuracy: {result['model']}, calibration {args.calib} ({stats.n_images} images), "
              f"validation {args.val} ({len(val_ds)} images)", "", f"`{cmd}`", "",
-             "| model | mAP50-95 | mAP50 | AP-small | Δ mAP50-95 | 90 % CI of Δ | Δ AP-small |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| model | mAP50-95 | mAP50 | AP-small | Δ mAP50-95 | 90 % CI of Δ | Δ AP-small | agreement with FP32 "
+             "(mAP50-95 / AP-small) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         ci = row.get("delta_ci90")
         lines.append(f"| {row['row']} | {100 * row['map50_95']:.2f} | {100 * row['map50']:.2f} | "
                      f"{100 * row['ap_small']:.2f} | {row['delta_map50_95']:+.2f} | "
-                     f"{'—' if ci is None else f'{ci[0]:+.2f} … {ci[1]:+.2f}'} | {row['delta_ap_small']:+.2f} |")
-    lines += ["", f"Calibration: {stats.n_images} images, one pass {pass_s:.1f} s; range selection "
+                     f"{'—' if ci is None else f'{ci[0]:+.2f} … {ci[1]:+.2f}'} | {row['delta_ap_small']:+.2f} | "
+                     + (f"{100 * row['agreement_map50_95']:.2f} / {100 * row['agreement_ap_small']:.2f} |"
+                        if "agreement_map50_95" in row else "— |"))
+    lines += ["", f"Agreement: the row's detections scored (pycocotools) against FP32's own detections with score "
+              f">= {AGREEMENT_CONF} as the labels (100 = FP32 reproduced; less noisy than Δ against labels). "
+              + (f"Head guard {guard_share:g}: {', '.join(guard)} kept FP16 in yolo-edge's rows (as the job does)."
+                 if guard else "No head guard."),
+              "", f"Calibration: {stats.n_images} images, one pass {pass_s:.1f} s; range selection "
               + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()) + ".", *notes,
               f"Machine: {result['machine']}; total {result['total_seconds']:.0f} s.", ""]
     (results_dir / f"{args.name}.md").write_text("\n".join(lines))

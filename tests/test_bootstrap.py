@@ -58,3 +58,47 @@ def test_budget_loop_refuses_a_validation_set_too_small_for_the_budget():
     assert lo <= tight["delta"] <= hi
     loose = measurement_noise(a, b, budget=None, n=50)
     assert not loose["too_noisy"] and "warning" not in loose
+
+
+# --- agreement with a reference model's detections ------------------------------------------------
+def _ev(dets_per_image, names=("a", "b")):
+    from yolo_edge.detections import Detections
+    from yolo_edge.evaluate.coco import DetectionEvaluator
+
+    ev = DetectionEvaluator(list(names))
+    for boxes, scores, cls in dets_per_image:
+        ev.update(Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
+                             np.asarray(cls, np.int32)), np.zeros((0, 4)), np.zeros(0), image_size=(200, 200))
+    return ev
+
+
+def test_agreement_is_one_for_the_reference_itself_and_ignores_its_weak_boxes():
+    from yolo_edge.evaluate.bootstrap import agreement
+
+    ref = _ev([([[10, 10, 60, 60], [100, 100, 150, 180], [5, 5, 20, 20]], [0.9, 0.6, 0.1], [0, 1, 1]),
+               ([[30, 40, 90, 120]], [0.8], [0])])
+    assert agreement(ref, ref).compute().map50_95 == pytest.approx(1.0)
+
+
+def test_agreement_against_hand_computed_average_precision():
+    """Reference labels: class a one box per image, class b one box (image 0). The candidate finds
+    both class-a boxes exactly and misses b: AP(a) = 1, AP(b) = 0, mAP 0.5 (pycocotools averages
+    over classes with labels). Then one class-a box shrunk to IoU 0.725 with its label (below)."""
+    from yolo_edge.evaluate.bootstrap import agreement
+
+    ref = _ev([([[10, 10, 60, 60], [100, 100, 150, 180]], [0.9, 0.6], [0, 1]), ([[30, 40, 90, 120]], [0.8], [0])])
+    miss_b = _ev([([[10, 10, 60, 60]], [0.7], [0]), ([[30, 40, 90, 120]], [0.75], [0])])
+    assert agreement(miss_b, ref).compute().map50_95 == pytest.approx(0.5)
+    # box [30,40,90,120] (60x80) against [30,40,90,98] (60x58): IoU = 58 / 80 = 0.725 -> matches at 0.50 … 0.70 (5 of 10)
+    shifted = _ev([([[10, 10, 60, 60]], [0.7], [0]), ([[30, 40, 90, 98]], [0.75], [0])])
+    # thresholds 0.50-0.70: both hit, AP 1; 0.75-0.95: the shifted box (ranked first) is a false positive,
+    # then a hit at recall 0.5 with precision 0.5 -> COCO's 101-point interpolated AP = 51 * 0.5 / 101
+    ap_a = (5 * 1.0 + 5 * (51 * 0.5 / 101)) / 10
+    assert agreement(shifted, ref).compute().map50_95 == pytest.approx((ap_a + 0.0) / 2, abs=1e-6)
+
+
+def test_agreement_refuses_different_image_counts():
+    from yolo_edge.evaluate.bootstrap import agreement
+
+    with pytest.raises(ValueError, match="images"):
+        agreement(_ev([([], [], [])]), _ev([([], [], [])] * 2))

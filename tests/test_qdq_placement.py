@@ -268,3 +268,88 @@ def test_job_writes_fp16_scale_and_fp32_scale_int8(tmp_path):
     assert pm[p32.name]["8.6"]["fp32_nodes_outside_tail"]  # INT8 flag only: FP32 between INT8 layers
     assert pm[p32.name]["8.6 --fp16-fallback"]["fp32_nodes_outside_tail"] == []
     assert "Precision map" in (tmp_path / "report" / "report.html").read_text()
+
+
+# --- the head guard ------------------------------------------------------------------------------
+def pyramid_head():
+    """A stride-1 stem and three prediction convs at 16x16, 8x8 and 4x4, feeding one output through
+    a decode-like Reshape/Concat (the tail). FLOPs by hand (2 x output elements x Cin x k x k):
+    stem 2*8*256*4*9 = 147456, body 2*8*256*8*9 = 294912, p16 2*6*256*8 = 24576, p8 2*6*64*8 = 6144,
+    p4 2*6*16*8 = 1536."""
+    n0, i0, y0 = conv("stem", "x", 4, 8)
+    n1, i1, y1 = conv("body", y0, 8, 8)
+    nodes, inits, outs = n0 + n1, i0 + i1, []
+    src = y1
+    for k, size in enumerate((16, 8, 4)):
+        if k:
+            nodes.append(h.make_node("MaxPool", [src], [f"down{k}"], name=f"down{k}", kernel_shape=[2, 2],
+                                     strides=[2, 2]))
+            src = f"down{k}"
+        n, i, y = conv(f"p{size}", src, 8, 6, k=1, silu=False)
+        shape = nh.from_array(np.array([1, 6, -1], np.int64), f"shape{k}")
+        nodes += n + [h.make_node("Reshape", [y, shape.name], [f"flat{k}"], name=f"flat{k}")]
+        inits += i + [shape]
+        outs.append(f"flat{k}")
+    nodes.append(h.make_node("Concat", outs, ["out"], name="cat", axis=2))
+    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 4, 16, 16])],
+                                  [h.make_tensor_value_info("out", T.FLOAT, [1, 6, 336])], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("share, want", [
+    (0.0, []),  # off
+    (0.04, []),  # the finest level alone (24576 / 474624 = 5.2 %) does not fit: nothing, not a coarser one
+    (0.07, ["p16", "p8", "p4"]),  # 32256 / 474624 = 6.80 %
+    (0.06, ["p16"]),  # 5.2 %: the finest level only (with p8: 6.5 %)
+    (0.066, ["p16", "p8"]),  # 30720 / 474624 = 6.47 % (with p4: 6.80 %, over)
+    (0.5, ["p16", "p8", "p4"]),
+])
+def test_head_guard_takes_the_finest_levels_within_the_flop_share(share, want):
+    from yolo_edge.precision.graph import find_decode_tail
+    from yolo_edge.precision.int8 import quantizable_nodes
+    from yolo_edge.precision.qdq import head_guard
+
+    m = pyramid_head()
+    tail = find_decode_tail(m)
+    assert set(tail.head) == {"p16", "p8", "p4"}
+    assert head_guard(m, tail.head, quantizable_nodes(m, exclude=tail.nodes), share) == want
+
+
+def test_head_guard_keeps_the_prediction_conv_float_and_the_rest_int8():
+    """The guarded conv reads the float tensor (no DQ on its input or weights); the other convs
+    still read DQ outputs; the FP32 graph runs the same in ONNX Runtime."""
+    from yolo_edge.precision.graph import find_decode_tail
+    from yolo_edge.precision.int8 import quantizable_nodes
+    from yolo_edge.precision.qdq import head_guard
+
+    m = pyramid_head()
+    tail = find_decode_tail(m)
+    guard = head_guard(m, tail.head, quantizable_nodes(m, exclude=tail.nodes), 0.06)
+    x = RNG.random((1, 4, 16, 16), dtype=np.float32)
+    sites = qdq_sites(m, Int8Config(exclude=tuple(guard)), tail.nodes)
+    q = quantize_qdq(m, amax_of(m, x, list(sites)), Int8Config(exclude=tuple(guard)), tail.nodes)
+    feeds = dq_feeds(q)
+    assert ("p16", 0) not in feeds and ("p16", 1) not in feeds
+    assert feeds[("p8", 0)] == "act" and feeds[("p8", 1)] == "weight" and feeds[("body", 0)] == "act"
+
+
+def test_yolov5n_head_guard_is_the_stride_8_conv_and_keeps_95_percent_int8(yolov5n):
+    """On yolov5n the stride-8 prediction conv is 4.7 % of the convolution FLOPs: the guard keeps it
+    FP16 and the TensorRT 10 precision map still has >= 95 % of the conv FLOPs INT8 and no FP32 node
+    outside the decode tail (issue 12's goal)."""
+    from yolo_edge.precision.fp16 import convert_fp16
+    from yolo_edge.precision.int8 import quantizable_nodes
+    from yolo_edge.precision.qdq import head_guard
+
+    raw, tail = yolov5n
+    guard = head_guard(raw, tail.head, quantizable_nodes(raw, exclude=tail.nodes))
+    assert guard == ["/model.24/m.0/Conv"]
+    cfg = Int8Config(exclude=tuple(guard))
+    sites = qdq_sites(raw, cfg, tail.nodes)
+    q32 = quantize_qdq(raw, {t: 4.0 for t in sites}, cfg, tail.nodes)
+    pm = precision_map(fp16_scale_twin(q32, convert_fp16(raw, None, tail=tail.nodes).model), "10")
+    assert 0.95 <= pm.conv_int8_share < 0.96
+    assert [n.node for n in pm.fp32_outside_tail] == []
+    assert {n.node: n.precision for n in pm.nodes}["/model.24/m.0/Conv"] == "fp16"

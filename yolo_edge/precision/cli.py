@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli_types import positive_int
+from ..cli_types import fraction, positive_int
 from ..errors import YoloEdgeError
 
 METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
+HEAD_GUARD_SHARE = 0.05  # = qdq.HEAD_GUARD_SHARE (kept here: no numpy import)
 
 
 
@@ -74,6 +75,10 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                         "input of Add, MaxPool; writes <out>.int8.onnx with FP16 scales for TensorRT >= 10 and "
                         "<out>.int8.fp32scales.onnx for TensorRT 8.6 / ONNX Runtime) or conv (convolution inputs "
                         "only, FP32 scales: the earlier placement)")
+    g.add_argument("--int8-head-guard", type=fraction, default=HEAD_GUARD_SHARE, metavar="SHARE",
+                   help="trt target: keep the finest-resolution prediction convs (the small-object head) FP16 while "
+                        "they cost at most this share of the convolution FLOPs (default 0.05, so >= 95 %% run INT8; "
+                        "0 = quantize them too)")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
@@ -116,7 +121,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         sensitivity=args.sensitivity, force_overlap=args.force_overlap, trt_version=args.trt_version,
         reuse_stats=not args.recalibrate, show_progress=not getattr(args, "quiet", False),
         int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False),
-        int8_cpu_method=getattr(args, "int8_cpu_method", None))
+        int8_cpu_method=getattr(args, "int8_cpu_method", None),
+        head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE))
 
 
 def finish(result, t0: float) -> int:

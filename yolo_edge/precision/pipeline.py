@@ -45,6 +45,7 @@ from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, wr
 from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
+from .qdq import HEAD_GUARD_SHARE, head_guard
 
 BUDGET_EXIT_CODE = 2
 FP16_RANGE_IMAGES = 32  # calibration images for the FP16 overflow check when no INT8 model is made
@@ -118,6 +119,7 @@ class PrecisionConfig:
     int8_target: str = "trt"  # trt | ort-cpu | both (precision/int8_cpu.py)
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
+    head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
@@ -368,6 +370,13 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             from .qdq import qdq_sites
 
             acts = {t: [n for n, _ in uses] for t, uses in qdq_sites(raw, cfg.int8_config(), tail.nodes).items()}
+        # the head guard: the finest-resolution prediction convs stay FP16 within HEAD_GUARD_SHARE of the FLOPs
+        guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if cfg.int8 and cfg.placement == "trt" else []
+        nodes = [n for n in nodes if n not in guard]
+
+        def icfg(extra: Sequence[str] = ()) -> Int8Config:
+            return cfg.int8_config([*guard, *extra])
+
         sampled = list(acts) if cfg.int8 else []
         if make_cpu:
             from .cpu_target import cpu_tensors
@@ -423,13 +432,16 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     excluded: list[dict] = [{"node": n, "reason": "decode tail (kept FP32: DFL, anchors, sigmoid, NMS inputs)"}
                             for n in tail.nodes]
     excluded += [{"node": n, "reason": "requested (--exclude)"} for n in cfg.exclude]
+    excluded += [{"node": n, "reason": f"head guard: finest-resolution prediction layer kept FP16 (--int8-head-guard "
+                                       f"{cfg.head_guard:g}: at most {100 * cfg.head_guard:g} % of the weighted-layer "
+                                       f"FLOPs)"} for n in guard]
     auto_choice = None
     if cfg.int8 and cfg.method == "auto":
         from .sensitivity import auto_amax
 
         with _Stage("auto", verbose) as st:
             batches = list(calib.head(cfg.sensitivity_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
-            amax, auto_choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, cfg.int8_config(), tail.nodes),
+            amax, auto_choice = auto_amax(raw, stats, lambda a: quantize_qdq(raw, a, icfg(), tail.nodes),
                                           acts, batches, percentile=cfg.percentile)
             counts = {m: list(auto_choice.values()).count(m) for m in dict.fromkeys(auto_choice.values())}
             st.detail = "per tensor: " + ", ".join(f"{m} {k}" for m, k in counts.items())
@@ -442,7 +454,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                          + (f", {len(fp16_res.overflow)} overflow-risk tensors" if fp16_res.overflow else ""))
     if make_trt:
         with _Stage("int8", verbose) as st:
-            qdq = quantize_qdq(raw, amax, cfg.int8_config(), tail.nodes)
+            qdq = quantize_qdq(raw, amax, icfg(), tail.nodes)
             n_q = sum(layer.op_type in cfg.op_types for layer in qdq_layers(qdq).values())
             st.detail = f"{n_q} layers quantized (Q/DQ), method {cfg.method}"
 
@@ -516,7 +528,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             st.detail = f"{len(ranking)} layers ranked; worst {ranking[0].node if ranking else '-'}"
 
         def quantize(extra):
-            return quantize_qdq(raw, amax, cfg.int8_config(extra), tail.nodes)
+            return quantize_qdq(raw, amax, icfg(extra), tail.nodes)
 
         if cfg.sensitivity == "always" and "int8" in results and cfg.sensitivity_map_top > 0:
             with _Stage("ΔmAP top", verbose) as st:
@@ -578,7 +590,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                                     if l.op_type in cfg.op_types),
                          **({"auto_methods": auto_choice} if auto_choice else {}),
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
-                         "max_map_drop": cfg.max_map_drop}
+                         "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
             int8_info["placement"] = cfg.placement
             for key, variant, info in _int8_variants(qdq, raw, tail, fp16_res, stats, cfg, name, int8_info):
                 m = add_nms(copy_model(variant), spec.nms) if spec.nms.flavour != "none" else copy_model(variant)
