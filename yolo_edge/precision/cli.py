@@ -143,8 +143,11 @@ def finish(result, t0: float) -> int:
           "ONNX Runtime's CPU provider runs them in float (not faster here)")
     for note in result.notes:
         print(f"note: {note}")
+    by_reason: dict[str, list[str]] = {}  # one line per reason (the head guard keeps up to 6 convs alike)
     for e in result.excluded:
-        print(f"INT8: kept in higher precision: {e['node']} — {e['reason']}")
+        by_reason.setdefault(e["reason"], []).append(e["node"])
+    for reason, nodes in by_reason.items():
+        print(f"INT8: kept in higher precision: {', '.join(nodes)} — {reason}")
     for k in result.fp16_kept:
         print(f"FP16: kept in FP32: {k['node']} — {k['reason']}")
     print()
