@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=8, help="validation images per round (default 8)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: its own)")
     p.add_argument("--no-ultralytics", action="store_true")
+    p.add_argument("--no-ort-recipe", action="store_true",
+                   help="skip the row of ONNX Runtime's own quantize_static recipe (issue 13's reference)")
     p.add_argument("--trt-target", action="store_true", help="also the TensorRT-target INT8 graph (slow on a CPU)")
     p.add_argument("--work", default=None, help="models and intermediate files (default runs/bench-int8-cpu/<model>)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/<device>/<date>-int8-cpu-"
@@ -60,7 +62,8 @@ def main(argv=None) -> int:
         out = root / device_slug(device_context(gpu=False)) / f"{dt.date.today():%Y-%m-%d}-int8-cpu-{name}"
     cfg = Int8CpuBenchConfig(model=a.model, from_onnx=a.from_onnx, src_format=a.src_format, calib=a.calib, val=a.val,
                              calib_images=a.calib_images, val_images=a.val_images, max_map_drop=a.max_map_drop,
-                             rounds=a.rounds, images=a.images, threads=a.threads, ultralytics=not a.no_ultralytics, trt_target=a.trt_target,
+                             rounds=a.rounds, images=a.images, threads=a.threads, ultralytics=not a.no_ultralytics,
+                             ort_recipe=not a.no_ort_recipe, trt_target=a.trt_target,
                              work=a.work or f"runs/bench-int8-cpu/{name}", out=str(out),
                              command="python benchmarks/int8_cpu.py " + " ".join(shlex.quote(x) for x in
                                                                                  (argv or sys.argv[1:])))

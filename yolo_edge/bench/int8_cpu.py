@@ -82,6 +82,7 @@ class Int8CpuBenchConfig:
     images: int = 8
     threads: int | None = None
     ultralytics: bool = True
+    ort_recipe: bool = True  # also ONNX Runtime's own quantize_static recipe (issue 13's reference measurement)
     trt_target: bool = False  # also make, score and time the TensorRT-target INT8 graph
     work: str = "runs/bench-int8-cpu"
     out: str | None = None
@@ -197,6 +198,24 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     elif cfg.ultralytics:
         notes.append(f"Ultralytics rows skipped: {ul_why}")
 
+    # 3b. ONNX Runtime's own recipe, as issue 13 measured it: quantize_static, QDQ, uint8 activations,
+    # int8 per-channel weights, MinMax, the decode tail excluded, on the same calibration images
+    ort_label = "ONNX Runtime quantize_static (U8S8 per-channel, decode tail float)"
+    if cfg.ort_recipe:
+        from .artifacts import nms_free_copy
+
+        raw = nms_free_copy(fp32, work / "eval" / fp32.name)
+        cal = ImageSet(calib, cfg.calib_images)
+        q_raw, q_nms = ort_recipe_int8(raw, work / "ort-recipe" / f"{name}.int8-ort.onnx",
+                                       list(cal.batches(spec.letterbox, 1)), nms=spec.nms)
+        vset = ImageSet(val, cfg.val_images)
+        res = evaluate_onnx(q_raw, _Subset(vset.dataset, vset.indices), desc="val ort recipe")
+        fp = acc["ours FP32"]["map50_95"]
+        acc[ort_label] = {"map50_95": res.map50_95, "map50": res.map50,
+                          "delta": None if fp is None else 100 * (res.map50_95 - fp), "file": q_nms.name,
+                          "size_mb": q_nms.stat().st_size / 1e6}
+        paths[ort_label] = q_nms
+
     graphs = {k: _integer_ops(p) for k, p in paths.items()}
 
     # 4. head to head, end to end
@@ -209,7 +228,8 @@ def run_int8_cpu_bench(cfg: Int8CpuBenchConfig, log: Callable[[str], None] = _lo
     images = [vds[i].image for i in range(min(cfg.images, len(vds)))]
     pipes, opened = {}, []
     try:
-        for label in [k for k in ("ours FP32", "ours INT8 (CPU target)", "ours INT8 (TensorRT target)") if k in paths]:
+        for label in [k for k in ("ours FP32", "ours INT8 (CPU target)", "ours INT8 (TensorRT target)", ort_label)
+                      if k in paths]:
             det = Detector(OrtRunner(paths[label], providers="cpu", threads=cfg.threads))
             pipes[label] = det
             opened.append(det)
@@ -267,6 +287,47 @@ def _loadavg():
 
 def _f(v, nd=2):
     return "—" if v is None else f"{v:.{nd}f}"
+
+
+def ort_recipe_int8(raw, dst: Path, batches, nms=None) -> tuple[Path, Path]:
+    """ONNX Runtime's own static quantization of ``raw`` (a yolo-edge FP32 ONNX without NMS), the
+    recipe issue 13 measured: ``quantize_static`` with QDQ, uint8 activations, int8 per-channel
+    weights, MinMax calibration on ``batches``, every op type ONNX Runtime quantizes by default, the
+    decode tail excluded. Returns ``(graph without NMS, graph with ``nms`` embedded)``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from ..export.metadata import get_spec, set_metadata
+    from ..export.nms import add_nms
+    from ..precision.graph import find_decode_tail
+    from ..precision.int8 import _quiet
+
+    m = onnx.load(str(raw))
+    spec = get_spec(m)
+    tail = find_decode_tail(m)
+    name = m.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {name: x}
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        quantize_static(str(raw), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=list(tail.nodes))
+    q = onnx.load(str(dst))
+    set_metadata(q, spec.replace(precision="int8"))
+    onnx.save(q, str(dst))
+    with_nms = dst.with_name(dst.stem + ".nms.onnx")
+    qn = add_nms(onnx.load(str(dst)), nms) if nms is not None and nms.flavour != "none" else onnx.load(str(dst))
+    set_metadata(qn, spec.replace(precision="int8", **({"nms": nms} if nms is not None else {})))
+    onnx.save(qn, str(with_nms))
+    return dst, with_nms
 
 
 def int8_cpu_markdown(res: Int8CpuBenchResult) -> str:
