@@ -165,7 +165,7 @@ def head_guard(model, head: Iterable[str], quantized: Iterable[str], max_share: 
     detections on small objects 2-5 points (``benchmarks/int8_accuracy.py``; README "INT8
     calibration methods"). It is 4.7 % of YOLOv5n's convolution FLOPs.
     """
-    from .precision_map import _shapes, node_flops
+    from .precision_map import _prod, _shapes, node_flops
 
     if max_share <= 0:
         return []
@@ -189,13 +189,6 @@ def head_guard(model, head: Iterable[str], quantized: Iterable[str], max_share: 
         kept += levels[res]
         spent += cost
     return kept
-
-
-def _prod(xs) -> int:
-    p = 1
-    for x in xs:
-        p *= int(x)
-    return p
 
 
 def _scale(amax: float) -> np.float32:
