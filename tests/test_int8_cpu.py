@@ -200,7 +200,9 @@ def test_job_writes_the_cpu_target_and_runners_load_it(tmp_path, photos, capsys)
     assert rc == 0
     out = tmp_path / "y8.int8-cpu.onnx"
     assert out.is_file() and not (tmp_path / "y8.int8.onnx").exists()
-    assert "int8-cpu" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "int8-cpu" in printed
+    assert "head guard" not in printed  # the TensorRT target's head guard: no TensorRT file, no guard
     runner = load_runner(out)
     info = runner.spec.extra["precision"]
     assert runner.spec.precision == "int8" and info["target"] == "ort-cpu"
@@ -346,13 +348,13 @@ def test_budget_keeps_the_head_float_first_then_stops(y8):
 
 
 def test_calibration_method_chosen_on_the_validation_split(y8):
-    """No method given: percentile and minmax are both tried and the more accurate kept (the
-    evaluation is faked: the second model evaluated scores higher)."""
+    """No method given: percentile, minmax and entropy are all tried and the most accurate kept (the
+    evaluation is faked: the second model evaluated scores highest)."""
     from types import SimpleNamespace
 
     from yolo_edge.precision.cpu_target import AUTO_METHODS, run_cpu_target
 
-    scores = iter([0.50, 0.598])
+    scores = iter([0.50, 0.598, 0.55])
     seen = []
 
     def evaluate(m):
@@ -362,9 +364,9 @@ def test_calibration_method_chosen_on_the_validation_split(y8):
     res = run_cpu_target(y8["raw"], y8["tail"], y8["stats"], method=None, percentile=99.99,
                          fp32_result=SimpleNamespace(map50_95=0.60), evaluate=evaluate, max_map_drop=1.0,
                          show_progress=False)
-    assert AUTO_METHODS == ("percentile", "minmax") and len(seen) == 2
+    assert AUTO_METHODS == ("percentile", "minmax", "entropy") and len(seen) == 3
     assert res.model is seen[1] and res.info["method"] == "minmax"
-    assert [t["method"] for t in res.info["method_trials"]] == ["percentile", "minmax"]
+    assert [t["method"] for t in res.info["method_trials"]] == ["percentile", "minmax", "entropy"]
     # the two graphs differ only in their activation ranges
     s0 = {i.name: i for i in seen[0].graph.initializer if i.name.endswith("_scale")}
     s1 = {i.name: i for i in seen[1].graph.initializer if i.name.endswith("_scale")}

@@ -84,8 +84,8 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
                         "(QLinearConv...), the fast one on a CPU; both")
     g.add_argument("--int8-cpu-method", choices=METHODS, default=None,
-                   help="calibration method of the ort-cpu target (default: with --val, percentile and minmax "
-                        "are both tried and the more accurate kept; without, percentile); --calib-method is the "
+                   help="calibration method of the ort-cpu target (default: with --val, percentile, minmax and "
+                        "entropy are tried and the most accurate kept; without, percentile); --calib-method is the "
                         "trt target's")
     g.add_argument("--int8-reduce-range", action="store_true",
                    help="ort-cpu: 7-bit weights, for x86 CPUs without VNNI (AVX2 only) if accuracy suffers")

@@ -75,8 +75,10 @@ class PrecisionConfig:
             (``<name>.int8-cpu.onnx``, Q/DQ that ONNX Runtime fuses into integer kernels on a CPU) or ``both``.
         int8_reduce_range: for ``ort-cpu``, 7-bit weights (x86 CPUs without VNNI).
         int8_cpu_method: calibration method of the ``ort-cpu`` target (``method`` is the TensorRT
-            target's); None: with validation data, percentile and minmax are both tried and the more
-            accurate kept (``precision/cpu_target.py``); without, percentile.
+            target's); None: with validation data, percentile, minmax and entropy are tried and the
+            most accurate kept (``precision/cpu_target.py``); without, percentile.
+        head_guard: ``trt`` target: FLOP share the finest-resolution prediction convs may keep FP16
+            (:func:`~yolo_edge.precision.qdq.head_guard`; 0: off).
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
         bootstrap: image-bootstrap resamples for the confidence interval of the INT8 ΔmAP (0: none).
@@ -371,7 +373,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
 
             acts = {t: [n for n, _ in uses] for t, uses in qdq_sites(raw, cfg.int8_config(), tail.nodes).items()}
         # the head guard: the finest-resolution prediction convs stay FP16 within HEAD_GUARD_SHARE of the FLOPs
-        guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if cfg.int8 and cfg.placement == "trt" else []
+        guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if make_trt and cfg.placement == "trt" else []
         nodes = [n for n in nodes if n not in guard]
 
         def icfg(extra: Sequence[str] = ()) -> Int8Config:
