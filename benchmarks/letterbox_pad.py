@@ -27,19 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-class _Subset:
-    def __init__(self, ds, indices):
-        self.ds, self.indices = ds, list(indices)
-        self.names = tuple(getattr(ds, "names", ()))
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        return self.ds[self.indices[i]]
-
-
 def last64(ds):
+    from yolo_edge.precision.pipeline import _Subset
+
     order = sorted(range(len(ds)), key=lambda i: os.path.basename(ds[i].path))
     return _Subset(ds, order[-64:])
 
