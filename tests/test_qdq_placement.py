@@ -353,3 +353,20 @@ def test_yolov5n_head_guard_is_the_stride_8_conv_and_keeps_95_percent_int8(yolov
     assert 0.95 <= pm.conv_int8_share < 0.96
     assert [n.node for n in pm.fp32_outside_tail] == []
     assert {n.node: n.precision for n in pm.nodes}["/model.24/m.0/Conv"] == "fp16"
+
+
+def test_cli_head_guard_default_is_the_library_default():
+    """precision/cli.py keeps its own copy (no numpy import at CLI start-up): the two must agree,
+    and `export --int8` hands it to the job."""
+    import argparse
+
+    from yolo_edge.precision import cli
+    from yolo_edge.precision.qdq import HEAD_GUARD_SHARE
+
+    assert cli.HEAD_GUARD_SHARE == HEAD_GUARD_SHARE
+    p = argparse.ArgumentParser()
+    cli.add_int8_args(p)
+    assert p.parse_args([]).int8_head_guard == HEAD_GUARD_SHARE
+    assert p.parse_args(["--int8-head-guard", "0"]).int8_head_guard == 0.0
+    with pytest.raises(SystemExit):
+        p.parse_args(["--int8-head-guard", "1.5"])
