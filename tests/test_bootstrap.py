@@ -58,6 +58,14 @@ def test_budget_loop_refuses_a_validation_set_too_small_for_the_budget():
     assert lo <= tight["delta"] <= hi
     loose = measurement_noise(a, b, budget=None, n=50)
     assert not loose["too_noisy"] and "warning" not in loose
+    # the agreement with the reference model's own detections: 1 for a model against itself, less
+    # for the jittered one, and the same number agreement() gives
+    from yolo_edge.evaluate.bootstrap import agreement
+
+    assert measurement_noise(a, a, budget=None, n=10)["agreement_map50_95"] == pytest.approx(1.0)
+    assert loose["agreement_map50_95"] == pytest.approx(agreement(b, a).compute().map50_95)
+    assert loose["agreement_map50_95"] < 0.9
+    assert "agreement with FP32 detections" in loose["summary"]
 
 
 # --- agreement with a reference model's detections ------------------------------------------------

@@ -14,3 +14,10 @@ def test_budget_sentence_over_budget_and_noisy():
     text = budget_sentence({"max_map_drop": 0.5, "drop": 1.25, "within": False,
                             "noise": {"images": 24, "ci90": [-3.0, 0.5], "too_noisy": True}})
     assert "-1.25 points" in text and "OVER" in text and "too small" in text and "{" not in text
+
+
+def test_budget_sentence_shows_the_agreement_with_fp32():
+    text = budget_sentence({"max_map_drop": 1.0, "drop": 0.15, "within": True,
+                            "noise": {"images": 64, "ci90": [-0.97, 0.94], "too_noisy": False,
+                                      "agreement_map50_95": 0.90331}})
+    assert "agreement with FP32's detections 90.3" in text and "within" in text

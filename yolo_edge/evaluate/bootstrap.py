@@ -63,11 +63,14 @@ def agreement(ev: DetectionEvaluator, reference: DetectionEvaluator, conf: float
     from ..detections import Detections
 
     out = DetectionEvaluator(ev.names, max_dets=ev.max_dets)
+    def ordered(b):  # corners ordered: a label must be, and both sides alike
+        return np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:])], 1)
+
     for img, ref in zip(ev._images, reference._images):
         keep = ref.pred_scores >= conf
-        out.update(Detections(img.pred_xyxy.astype(np.float32), img.pred_scores.astype(np.float32),
+        out.update(Detections(ordered(img.pred_xyxy).astype(np.float32), img.pred_scores.astype(np.float32),
                               img.pred_class_ids.astype(np.int32)),
-                   ref.pred_xyxy[keep], ref.pred_class_ids[keep], image_size=img.size)
+                   ordered(ref.pred_xyxy[keep]), ref.pred_class_ids[keep], image_size=img.size)
     return out
 
 

@@ -259,17 +259,21 @@ MIN_VAL_IMAGES = 50  # fewer validation images than this: ΔmAP is rarely resolv
 def measurement_noise(fp32_ev, int8_ev, budget: float | None, n: int = 100) -> dict:
     """How well the validation set measures the INT8 ΔmAP: its paired image-bootstrap 90 % interval,
     and whether that is too wide for ``budget`` (half-width above the budget, or fewer than
-    :data:`MIN_VAL_IMAGES` images), with the warning to print."""
-    from ..evaluate.bootstrap import paired_bootstrap
+    :data:`MIN_VAL_IMAGES` images), with the warning to print; and the INT8 model's agreement with
+    FP32's own detections (:func:`~yolo_edge.evaluate.bootstrap.agreement`, mAP50-95 0..1), which
+    does not depend on which changes happen to hit labelled objects."""
+    from ..evaluate.bootstrap import agreement, paired_bootstrap
 
     b = paired_bootstrap([fp32_ev, int8_ev], n=n)
     lo, hi = b.interval(1, 0)
     half = (hi - lo) / 2.0
     images = fp32_ev.n_images
     too = budget is not None and (half > budget or images < MIN_VAL_IMAGES)
+    agree = agreement(int8_ev, fp32_ev).compute().map50_95
     out = {"images": images, "delta": b.delta(1, 0), "ci90": [lo, hi], "half_width": half, "resamples": n,
-           "too_noisy": bool(too),
-           "summary": f"ΔmAP50-95 {b.delta(1, 0):+.2f}, 90 % CI {lo:+.2f} … {hi:+.2f} ({images} images, {n} resamples)"}
+           "too_noisy": bool(too), "agreement_map50_95": agree,
+           "summary": f"ΔmAP50-95 {b.delta(1, 0):+.2f}, 90 % CI {lo:+.2f} … {hi:+.2f} ({images} images, {n} resamples)"
+                      f"; agreement with FP32 detections {100 * agree:.1f}"}
     if too:
         out["warning"] = (f"{images} validation images measure the INT8 ΔmAP50-95 only to ±{half:.2f} points "
                           f"(90 % bootstrap interval {lo:+.2f} … {hi:+.2f}), "
@@ -547,8 +551,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             seen_evals: dict[int, object] = {}
 
             def evaluate(model):
-                seen_evals[id(model)] = evaluate_onnx(eval_copy(model, "int8"), val_ds, desc="val int8")
-                return seen_evals[id(model)].map50_95
+                seen_evals[id(model)] = evaluate_onnx(eval_copy(model, "int8"), val_ds, desc="val int8", keep=True)
+                return seen_evals[id(model)][0].map50_95
 
             with _Stage("budget", verbose) as st:
                 budget = exclude_until_within_budget([r.node for r in ranking], quantize, evaluate,
@@ -560,7 +564,10 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             if budget.excluded:
                 qdq = budget.model
                 eval_paths["int8"] = eval_copy(qdq, "int8")
-                results["int8"] = seen_evals[id(qdq)]
+                results["int8"], evaluators["int8"] = seen_evals[id(qdq)]
+                if noise is not None:  # the interval and agreement of the model that is written
+                    noise = measurement_noise(evaluators["fp32"], evaluators["int8"], cfg.max_map_drop,
+                                              cfg.bootstrap)
                 steps = {s.node: s for s in budget.steps}
                 for k, n in enumerate(budget.excluded):
                     s = steps[n]

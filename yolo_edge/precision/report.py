@@ -55,6 +55,9 @@ def budget_sentence(budget: dict) -> str:
     if noise.get("ci90"):
         lo, hi = noise["ci90"]
         parts.append(f"90 % bootstrap interval {lo:+.2f} … {hi:+.2f} ({noise.get('images', '?')} images)")
+    if noise.get("agreement_map50_95") is not None:
+        parts.append(f"agreement with FP32's detections {100 * noise['agreement_map50_95']:.1f} (mAP50-95, "
+                     "FP32 detections at score >= 0.25 as labels; 100 = reproduced)")
     if limit is not None:
         verdict = {True: "within", False: "OVER", None: "not judged"}[budget.get("within")]
         parts.append(f"budget {limit:g} points: {verdict}")
