@@ -372,3 +372,37 @@ def test_calibration_method_chosen_on_the_validation_split(y8):
     s1 = {i.name: i for i in seen[1].graph.initializer if i.name.endswith("_scale")}
     assert s0.keys() == s1.keys() and any(s0[k].raw_data != s1[k].raw_data or s0[k].float_data != s1[k].float_data
                                           for k in s0)
+
+
+def test_ort_recipe_peer_row_is_onnx_runtimes_own_fused_graph(tmp_path, photos):
+    """The benchmark's "ONNX Runtime quantize_static" row (issue 13's reference recipe): uint8
+    activations, int8 per-channel weights, the decode tail float; ONNX Runtime's own optimizer makes
+    QLinearConv of it; the NMS copy has the four outputs and finds what the FP32 model finds."""
+    from yolo_edge.bench.artifacts import nms_free_copy
+    from yolo_edge.bench.int8_cpu import ort_recipe_int8
+    from yolo_edge.letterbox import letterbox
+    from yolo_edge.precision.int8_cpu import fused_op_counts
+    from yolo_edge.runtime import Detector, load_runner
+
+    nms = NmsSpec("onnx", 0.25, 0.45)
+    fp32 = adapt_onnx(_nudenet_model(), tmp_path / "y8.onnx", fmt="yolov8", nms=nms, verbose=False)
+    raw = nms_free_copy(fp32, tmp_path / "eval" / "y8.onnx")
+    batches = [letterbox(photos[k], 320)[0][None] for k in ("landscape", "square", "wide")]
+    q_raw, q_nms = ort_recipe_int8(raw, tmp_path / "ort" / "y8.int8-ort.onnx", batches, nms=nms)
+    m = onnx.load(str(q_raw))
+    inits = {t.name: t for t in m.graph.initializer}
+    zps = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert zps and all(z.data_type == onnx.TensorProto.UINT8 for z in zps)
+    # the decode tail runs float: nothing it computes is quantized again (it reads the head convs'
+    # 8-bit outputs through DequantizeLinear, as in ONNX Runtime's recipe)
+    tail = set(find_decode_tail(prepare(strip_nms(onnx.load(str(fp32))))).nodes)
+    tail_out = {o for n in m.graph.node if n.name in tail for o in n.output}
+    assert tail_out and not [n.name for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tail_out]
+    assert fused_op_counts(q_raw).get("QLinearConv", 0) > 50
+    assert [o.name for o in onnx.load(str(q_nms)).graph.output] == list(
+        ("num_dets", "det_boxes", "det_scores", "det_classes"))
+    with Detector(load_runner(q_nms)) as det:
+        d = det(photos["portrait"])
+    with Detector(load_runner(fp32)) as det:
+        ref = det(photos["portrait"])
+    assert len(ref) > 0 and abs(len(d) - len(ref)) <= max(1, len(ref) // 3)
