@@ -73,6 +73,17 @@ PHOTOS = {
 
 
 @pytest.fixture(scope="session")
+def nudenet_onnx() -> Path:
+    """A real, trained Ultralytics YOLOv8n (320x320, 18 classes) as ONNX, shipped by the nudenet
+    package on PyPI; skips when the package or the file is absent."""
+    pytest.importorskip("nudenet")
+    path = Path(importlib.util.find_spec("nudenet").origin).parent / "320n.onnx"
+    if not path.is_file():
+        pytest.skip("nudenet does not ship 320n.onnx in this version")
+    return path
+
+
+@pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     pytest.importorskip("skimage")
     pytest.importorskip("matplotlib")

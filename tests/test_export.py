@@ -509,24 +509,14 @@ def test_adapter_ties_and_class_agnostic(tmp_path):
             assert_same(dets[i], ref, box_atol=0, score_atol=0)
 
 
-def _nudenet_model() -> Path:
-    pytest.importorskip("nudenet")  # ships a trained Ultralytics YOLOv8n (320x320, 18 classes) as ONNX
-    import importlib.util
-
-    path = Path(importlib.util.find_spec("nudenet").origin).parent / "320n.onnx"
-    if not path.is_file():
-        pytest.skip("nudenet does not ship 320n.onnx in this version")
-    return path
-
-
-def test_adapter_real_yolov8(tmp_path, images):
+def test_adapter_real_yolov8(tmp_path, images, nudenet_onnx):
     """A real, trained YOLOv8n exported by Ultralytics 8.2 (the NudeNet detector, from PyPI):
     names and input size come from its own metadata, the decode equals numpy on its raw output, the
     embedded NMS equals ``postprocess``, and it finds the faces in two portraits."""
     from yolo_edge.runtime import Detector
     from yolo_edge.runtime.ort_runner import OrtRunner
 
-    src = _nudenet_model()
+    src = nudenet_onnx
     nms_path = adapt_onnx(src, tmp_path / "y8.onnx", fmt="yolov8", nms=NmsSpec("onnx", 0.25, 0.45), verbose=False)
     raw_path = adapt_onnx(src, tmp_path / "y8.raw.onnx", fmt="yolov8", nms=NmsSpec("none"), verbose=False)
     spec = OrtRunner(nms_path).spec

@@ -9,7 +9,6 @@ trained detector (the Ultralytics YOLOv8n shipped in the ``nudenet`` package) an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -30,14 +29,6 @@ from yolo_edge.precision.int8_cpu import (CPU_OP_TYPES, CpuInt8Config, activatio
 from yolo_edge.spec import NmsSpec  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _nudenet_model() -> Path:
-    pytest.importorskip("nudenet")  # ships a trained Ultralytics YOLOv8n (320x320, 18 classes) as ONNX
-    path = Path(importlib.util.find_spec("nudenet").origin).parent / "320n.onnx"
-    if not path.is_file():
-        pytest.skip("nudenet does not ship 320n.onnx in this version")
-    return path
 
 
 def _run(model, x):
@@ -63,10 +54,10 @@ def _folder(images, d: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def y8(tmp_path_factory, photos):
+def y8(tmp_path_factory, photos, nudenet_onnx):
     """Real YOLOv8n (nudenet), NMS stripped; CPU-target and TensorRT-target INT8 graphs calibrated on
     three photos; the other two photos held out."""
-    src = _nudenet_model()
+    src = nudenet_onnx
     d = tmp_path_factory.mktemp("y8")
     path = adapt_onnx(src, d / "y8.onnx", fmt="yolov8", nms=NmsSpec("onnx", 0.25, 0.45), verbose=False)
     raw = prepare(strip_nms(onnx.load(str(path))))
@@ -187,13 +178,13 @@ def test_cpu_features_and_note():
     assert "dot-product" in int8_kernel_note({"machine": "aarch64", "model": "", "features": ["asimddp"]})
 
 
-def test_job_writes_the_cpu_target_and_runners_load_it(tmp_path, photos, capsys):
+def test_job_writes_the_cpu_target_and_runners_load_it(tmp_path, photos, capsys, nudenet_onnx):
     """``yolo-edge calibrate --int8-target ort-cpu`` on the real YOLOv8n: ``<name>.int8-cpu.onnx``
     with the four-output NMS contract, metadata naming the target, loaded like any ONNX."""
     from yolo_edge.cli import main
     from yolo_edge.runtime import Detector, load_runner
 
-    src = _nudenet_model()
+    src = nudenet_onnx
     fp32 = adapt_onnx(src, tmp_path / "y8.onnx", fmt="yolov8", nms=NmsSpec("onnx", 0.25, 0.45), verbose=False)
     rc = main(["calibrate", str(fp32), "--out-dir", str(tmp_path), "--calib", "synthetic:calib", "--calib-images", "4",
                "--val", "none", "--int8-target", "ort-cpu", "--quiet"])
@@ -298,13 +289,13 @@ def quantized_nodes_of(m):
     return [n.name for n in m.graph.node if n.name not in set(shape_nodes(m)) and set(n.output) & ts]
 
 
-def test_both_targets_from_one_calibration_pass(tmp_path):
+def test_both_targets_from_one_calibration_pass(tmp_path, nudenet_onnx):
     """``--int8-target both``: the TensorRT file and the CPU file, one statistics file, one report
     that carries the CPU target's decisions; the two graphs differ where the issue says they must."""
     from yolo_edge.cli import main
     from yolo_edge.runtime.ort_runner import read_spec
 
-    src = _nudenet_model()
+    src = nudenet_onnx
     fp32 = adapt_onnx(src, tmp_path / "y8.onnx", fmt="yolov8", nms=NmsSpec("onnx", 0.25, 0.45), verbose=False)
     rc = main(["calibrate", str(fp32), "--out-dir", str(tmp_path), "--calib", "synthetic:calib", "--calib-images", "4",
                "--val", "none", "--int8-target", "both", "--quiet"])
@@ -374,7 +365,7 @@ def test_calibration_method_chosen_on_the_validation_split(y8):
                                           for k in s0)
 
 
-def test_ort_recipe_peer_row_is_onnx_runtimes_own_fused_graph(tmp_path, photos):
+def test_ort_recipe_peer_row_is_onnx_runtimes_own_fused_graph(tmp_path, photos, nudenet_onnx):
     """The benchmark's "ONNX Runtime quantize_static" row (issue 13's reference recipe): uint8
     activations, int8 per-channel weights, the decode tail float; ONNX Runtime's own optimizer makes
     QLinearConv of it; the NMS copy has the four outputs and finds what the FP32 model finds."""
@@ -385,7 +376,7 @@ def test_ort_recipe_peer_row_is_onnx_runtimes_own_fused_graph(tmp_path, photos):
     from yolo_edge.runtime import Detector, load_runner
 
     nms = NmsSpec("onnx", 0.25, 0.45)
-    fp32 = adapt_onnx(_nudenet_model(), tmp_path / "y8.onnx", fmt="yolov8", nms=nms, verbose=False)
+    fp32 = adapt_onnx(nudenet_onnx, tmp_path / "y8.onnx", fmt="yolov8", nms=nms, verbose=False)
     raw = nms_free_copy(fp32, tmp_path / "eval" / "y8.onnx")
     batches = [letterbox(photos[k], 320)[0][None] for k in ("landscape", "square", "wide")]
     q_raw, q_nms = ort_recipe_int8(raw, tmp_path / "ort" / "y8.int8-ort.onnx", batches, nms=nms)
