@@ -52,6 +52,20 @@ def output_error(ref: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.
     return score + box
 
 
+def _qdq_copy(fp32_model, qdq_model, layers):
+    """A copy of ``qdq_model`` to add nodes to, with what both graph builders below read: ``(model,
+    graph, FP32 initializers by name, the copy's initializer names, its quantized layers, producer
+    of each tensor, the layers asked for)``."""
+    from .graph import copy_model
+    from .int8 import qdq_layers
+
+    m = copy_model(qdq_model)
+    g = m.graph
+    info = qdq_layers(m)
+    return (m, g, {t.name: t for t in fp32_model.graph.initializer}, {t.name for t in g.initializer}, info,
+            {o: n for n in g.node for o in n.output}, set(info if layers is None else layers))
+
+
 def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None):
     """A copy of ``qdq_model`` where each quantized layer (of ``layers``; default all) reads
     ``Where(<flag>, quantized input, FP32 input)`` for its activation and weight inputs, with one
@@ -61,16 +75,7 @@ def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None)
     onnx = require("onnx")
     from onnx import TensorProto, helper
 
-    from .graph import copy_model
-    from .int8 import qdq_layers
-
-    m = copy_model(qdq_model)
-    g = m.graph
-    fp_inits = {t.name: t for t in fp32_model.graph.initializer}
-    have = {t.name for t in g.initializer}
-    info = qdq_layers(m)
-    prod = {o: n for n in g.node for o in n.output}
-    wanted = set(info if layers is None else layers)
+    m, g, fp_inits, have, info, prod, wanted = _qdq_copy(fp32_model, qdq_model, layers)
     flags: dict[str, str] = {}
     shared = f"{FLAG_PREFIX}__shared__"
     new_nodes: dict[str, list] = {}
@@ -162,19 +167,10 @@ def local_error_model(fp32_model, qdq_model, layers: Iterable[str] | None = None
     FP32 sources of its quantized inputs, and outputs ``err::<node>`` = ``sum((y_int8 - y_fp32)^2)``
     and ``ref::<node>`` = ``sum(y_fp32^2)``. One run gives every layer's own output SQNR (its
     input and weight quantization, given the activations that reach it). Returns ``(model, nodes)``."""
-    onnx = require("onnx")
+    require("onnx")  # a clear error without the onnx extra
     from onnx import TensorProto, helper
 
-    from .graph import copy_model
-    from .int8 import qdq_layers
-
-    m = copy_model(qdq_model)
-    g = m.graph
-    fp_inits = {t.name: t for t in fp32_model.graph.initializer}
-    have = {t.name for t in g.initializer}
-    info = qdq_layers(m)
-    prod = {o: n for n in g.node for o in n.output}
-    wanted = set(info if layers is None else layers)
+    m, g, fp_inits, have, info, prod, wanted = _qdq_copy(fp32_model, qdq_model, layers)
     done = []
     for n in list(g.node):
         if n.name not in wanted or n.name not in info or n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
