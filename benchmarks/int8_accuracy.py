@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     ap.add_argument("--head-guard", type=float, default=None, metavar="SHARE",
                     help="FLOP share the finest prediction convs may keep FP16 in yolo-edge's rows (default: the "
                          "job's, 0.05; 0: off). The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
+    ap.add_argument("--refine", type=int, default=None, metavar="N",
+                    help="images the default method's ranges are refined on for the 'refined' row, as the job does "
+                         "(default: the job's, precision/refine.py REFINE_IMAGES; 0: no such row)")
     ap.add_argument("--reuse-stats", action="store_true",
                     help="reuse --work's calibration statistics when their key matches (the timing is then not measured)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the Δ interval (0: none)")
@@ -159,6 +162,9 @@ def main(argv=None) -> int:
     val = ImageSet(args.val, args.val_images)
     val_ds = _Subset(val.dataset, val.indices)
 
+    from yolo_edge.precision.refine import REFINE_IMAGES
+
+    refine_n = REFINE_IMAGES if args.refine is None else args.refine
     graphs: list[tuple[str, object]] = [("fp32", raw)]
     from yolo_edge.precision.calibration import DEFAULT_METHOD
 
@@ -174,6 +180,20 @@ def main(argv=None) -> int:
             graphs.append((f"int8 {m}, FP16-scale file (TensorRT 10/11) as ONNX Runtime runs it", fp16_scale_twin(q, f16)))
         if m == primary and guard:
             graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, amaxes[m], Int8Config(method=m), tail.nodes)))
+        if m == primary and refine_n > 0:  # the job's default: these ranges refined end to end (precision/refine.py)
+            from yolo_edge.precision.qdq import qdq_sites
+            from yolo_edge.precision.refine import refine_amax
+
+            sites = {t: [c for c, _ in uses if c not in guard]
+                     for t, uses in qdq_sites(raw, Int8Config(method=m), tail.nodes).items()}
+            sites = {t: cs for t, cs in sites.items() if cs}
+            r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
+                            list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True)
+            timing["refine"] = r.to_dict()
+            _log(f"refine: {r.summary()}")
+            at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
+            refined = quantize_qdq(raw, r.amax, Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
+            graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)", refined))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():

@@ -18,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli_types import fraction, positive_int
+from ..cli_types import fraction, non_negative_int, positive_int
 from ..errors import YoloEdgeError
 
 METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
 HEAD_GUARD_SHARE = 0.05  # = qdq.HEAD_GUARD_SHARE (kept here: no numpy import)
+REFINE_IMAGES = 32  # = refine.REFINE_IMAGES
 
 
 
@@ -79,6 +80,10 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="trt target: keep the finest-resolution prediction convs (the small-object head) FP16 while "
                         "they cost at most this share of the convolution FLOPs (default 0.05, so >= 95 %% run INT8; "
                         "0 = quantize them too)")
+    g.add_argument("--int8-refine", type=non_negative_int, default=REFINE_IMAGES, metavar="N",
+                   help="trt target: refine the activation ranges end to end on N calibration images, by gradient "
+                        "descent on how far the INT8 boxes and scores move from FP32's (needs PyTorch; default "
+                        f"{REFINE_IMAGES}; 0 = use the calibration method's ranges as they are)")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
@@ -122,7 +127,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         reuse_stats=not args.recalibrate, show_progress=not getattr(args, "quiet", False),
         int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False),
         int8_cpu_method=getattr(args, "int8_cpu_method", None),
-        head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE))
+        head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE),
+        refine_images=getattr(args, "int8_refine", REFINE_IMAGES))
 
 
 def finish(result, t0: float) -> int:

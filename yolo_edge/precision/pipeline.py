@@ -46,6 +46,7 @@ from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTI
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
 from .qdq import HEAD_GUARD_SHARE, head_guard
+from .refine import REFINE_IMAGES
 
 BUDGET_EXIT_CODE = 2
 FP16_RANGE_IMAGES = 32  # calibration images for the FP16 overflow check when no INT8 model is made
@@ -79,6 +80,9 @@ class PrecisionConfig:
             most accurate kept (``precision/cpu_target.py``); without, percentile.
         head_guard: ``trt`` target: FLOP share the finest-resolution prediction convs may keep FP16
             (:func:`~yolo_edge.precision.qdq.head_guard`; 0: off).
+        refine_images: ``trt`` target: calibration images on which the activation ranges are refined
+            end to end against FP32's outputs (:func:`~yolo_edge.precision.refine.refine_amax`; 0: off,
+            the calibration method's ranges are used as they are).
         sensitivity: ``auto`` (rank layers only when over budget), ``always`` or ``never``.
         sensitivity_images: calibration images used to rank layers.
         bootstrap: image-bootstrap resamples for the confidence interval of the INT8 ΔmAP (0: none).
@@ -122,6 +126,7 @@ class PrecisionConfig:
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
     head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
+    refine_images: int = REFINE_IMAGES  # trt target: images to refine the ranges on against FP32's outputs (0: off)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
@@ -453,6 +458,9 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             st.detail = "per tensor: " + ", ".join(f"{m} {k}" for m, k in counts.items())
     else:
         amax = stats.amax(cfg.method, cfg.percentile, names=acts)
+    refined = None
+    if make_trt and cfg.refine_images > 0:
+        amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose)
     if cfg.fp16:
         with _Stage("fp16", verbose) as st:
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
@@ -591,13 +599,16 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         if qdq is not None:
             scales = activation_scales(qdq)
             cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
-                                 cfg.int8_config().algorithm())
+                                 {**cfg.int8_config().algorithm(),
+                                  **({"refined_on_images": refined.images} if refined is not None and refined.kept
+                                     else {})})
             int8_info = {"mode": "int8-qdq", "target": "trt", "symmetric": True, "weights": "per-channel (axis 0)",
                          "activations": "per-tensor", "op_types": list(cfg.op_types), "method": cfg.method,
                          **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                          "quantized_layers": sorted(n for n, l in qdq_layers(qdq).items()
                                                     if l.op_type in cfg.op_types),
                          **({"auto_methods": auto_choice} if auto_choice else {}),
+                         **({"refined": refined.to_dict()} if refined is not None else {}),
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
             int8_info["placement"] = cfg.placement
@@ -679,6 +690,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 "precision_map": pmap,
                 "calibration": {**calib_info, "method": cfg.method,
                                 **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
+                                "refined": refined.summary() if refined is not None else "no",
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
                                 "sqnr_images": len(batches)},
                 "evaluation": [r.to_dict() for r in rows],
@@ -739,6 +751,32 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                            [e for e in excluded if not e["reason"].startswith("decode tail")], notes,
                            [k for k in (fp16_res.kept if fp16_res else []) if not k["reason"].startswith("decode tail")
                             and "no FP16 form" not in k["reason"]])
+
+
+def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
+    """``(amax, RefineResult | None)``: the ranges refined end to end against FP32's outputs on the
+    first ``cfg.refine_images`` calibration images (precision/refine.py), or the calibrated ones with
+    a note when PyTorch is missing or the graph has an operator the refinement cannot run."""
+    from .refine import UnsupportedGraph, refine_amax
+
+    sites = {t: [c for c in cs if c not in skip] for t, cs in acts.items()}
+    sites = {t: cs for t, cs in sites.items() if cs}
+    with _Stage("refine", verbose) as st:
+        try:
+            import torch  # noqa: F401  (the refinement runs the graph with PyTorch)
+        except ImportError:
+            st.detail = "skipped: PyTorch is not installed (calibrated ranges used as they are)"
+            notes.append("activation ranges not refined: PyTorch is not installed")
+            return amax, None
+        batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+        try:
+            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose)
+        except UnsupportedGraph as e:
+            st.detail = f"skipped: {e}"
+            notes.append(f"activation ranges not refined: {e}")
+            return amax, None
+        st.detail = r.summary()
+    return r.amax, r
 
 
 def _precision_maps(paths: dict) -> dict:
