@@ -15,14 +15,18 @@ thresholds, scored by pycocotools — the same for every row):
 * ``fp32`` — the reference;
 * ``int8 <method>`` — yolo-edge's Q/DQ graph (placement as ``quantize_qdq`` makes it today), no
   exclusions, ranges by each calibration method from ONE calibration pass;
+* ``int8 <default method> + refined ranges (the job's default)`` — that method's ranges refined end
+  to end on the first ``--refine`` calibration images (``precision/refine.py``), as ``export --int8``
+  does; the head guard applies to every yolo-edge row;
 * ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
   by default) run in ModelOpt's virtual environment through ``benchmarks/modelopt_quantize.py``
   (``--modelopt-python`` or ``$YOLO_EDGE_MODELOPT_PYTHON``; the rows are skipped when absent), on the
   same calibration images, letterboxed by yolo-edge;
 * ``<label>`` for each ``--extra LABEL=PATH``.
 
-Columns: mAP50-95, mAP50, AP-small (points), Δ vs FP32, and the 90 % image-bootstrap interval of
-that Δ (paired: the same resampled images for both models). Results go to ``--out`` as
+Columns: mAP50-95, mAP50, AP-small (points), Δ vs FP32, the 90 % image-bootstrap interval of
+that Δ (paired: the same resampled images for both models), and the agreement with FP32's own
+detections (``evaluate/bootstrap.py`` ``agreement``). Results go to ``--out`` as
 ``<name>.json`` and ``<name>.md`` with the command that made them.
 """
 
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
                     help="a coco128 folder: --calib/--val become the halves of --split (sorted names)")
     ap.add_argument("--split", default="first-last", choices=tuple(SPLITS),
                     help="with --coco128: first-last (the convention: first 64 calibrate, last 64 validate), "
-                         "last-first (swapped), even-odd, odd-even")
+                         "last-first (swapped), even-odd, odd-even, random1..random4 (seeded shuffles)")
     args = ap.parse_args(argv)
     if args.coco128:
         args.calib, args.val = coco128_split(Path(args.coco128), args.split, Path(args.work) / "split")
@@ -299,6 +303,20 @@ def main(argv=None) -> int:
 
 SPLITS = {"first-last": (lambda n: n[:64], lambda n: n[64:]), "last-first": (lambda n: n[64:], lambda n: n[:64]),
           "even-odd": (lambda n: n[0::2], lambda n: n[1::2]), "odd-even": (lambda n: n[1::2], lambda n: n[0::2])}
+
+
+def _random_half(seed: int, first: bool):
+    """Halves of a seeded shuffle of the sorted names (numpy PCG64, seed 100 + k): calibrate on the
+    shuffle's first 64, validate on the rest; each half sorted again."""
+    import numpy as np
+
+    def pick(names):
+        perm = [names[i] for i in np.random.default_rng(100 + seed).permutation(len(names))]
+        return sorted(perm[:64] if first else perm[64:])
+    return pick
+
+
+SPLITS.update({f"random{k}": (_random_half(k, True), _random_half(k, False)) for k in range(1, 5)})
 
 
 def coco128_split(root: Path, split: str, work: Path) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from onnx import TensorProto as T, helper as h, numpy_helper as nh  # noqa: E402
 
 from yolo_edge.precision.int8 import Int8Config, quantize_qdq  # noqa: E402
 from yolo_edge.precision.qdq import qdq_sites  # noqa: E402
-from yolo_edge.precision.refine import (TorchGraph, UnsupportedGraph, fake_quant, output_loss,  # noqa: E402
+from yolo_edge.precision.refine import (TorchGraph, UnsupportedGraph, ste_fake_quant, output_loss,  # noqa: E402
                                         refine_amax)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -178,7 +178,7 @@ def test_fake_quant_is_onnx_quantize_dequantize():
                      [h.make_tensor_value_info("x", T.FLOAT, [x.size])], [h.make_tensor_value_info("y", T.FLOAT, [x.size])],
                      [nh.from_array(np.asarray(s), "s"), nh.from_array(np.asarray(0, np.int8), "z")])
     ref = ReferenceEvaluator(h.make_model(g, opset_imports=[h.make_opsetid("", 19)])).run(None, {"x": x})[0]
-    got = fake_quant(torch.from_numpy(x), torch.tensor(s * 127.0)).numpy()
+    got = ste_fake_quant(torch.from_numpy(x), torch.tensor(s * 127.0)).numpy()
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
 
 

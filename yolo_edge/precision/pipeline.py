@@ -10,7 +10,9 @@ Steps (each printed with its time, long ones with a progress bar):
 1. strip NMS from the FP32 graph and find the decode tail (kept in higher precision);
 2. hash the calibration and validation images; refuse an overlap (``force_overlap`` to override);
 3. one calibration pass (or reuse ``calibration.stats.npz`` when its key still matches);
-4. INT8 Q/DQ graph; FP16 graph with the keep-FP32 list and the overflow check;
+4. INT8 ranges from the calibration method, refined end to end on ``refine_images`` calibration
+   images against FP32's boxes and scores (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
+   FP16 graph with the keep-FP32 list and the overflow check;
 5. mAP of FP32, FP16 and INT8 on the validation images, all three the same way: graphs without
    NMS, then the numpy reference NMS with the evaluation thresholds (``VAL_NMS``: score 0.001,
    IoU 0.6, 300 per image), so that the embedded NMS thresholds do not cap mAP;

@@ -104,7 +104,7 @@ class TorchGraph:
                 t = self.quant.get((n.name, i)) if quantize and amax is not None else None
                 if t is not None and t in amax:
                     if t not in fq_cache:
-                        fq_cache[t] = fake_quant(v, amax[t])
+                        fq_cache[t] = ste_fake_quant(v, amax[t])
                     v = fq_cache[t]
                 elif quantize and i == 1 and n.name in self._wq:
                     v = self._wq[n.name]
@@ -118,7 +118,7 @@ class TorchGraph:
         return [env[o] for o in self.outputs]
 
 
-def fake_quant(x, amax):
+def ste_fake_quant(x, amax):
     """Symmetric INT8 fake quantization of ``x`` with scale ``amax / 127`` (zero point 0, range
     [-128, 127], round half to even as ONNX QuantizeLinear), differentiable in ``amax`` and ``x``
     through the straight-through estimator."""
@@ -364,7 +364,7 @@ class RefineResult:
 
 REFINE_IMAGES = 32
 REFINE_EPOCHS = 3
-REFINE_LR = 0.01
+REFINE_LR = 0.02
 
 
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
