@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +30,15 @@ from yolo_edge.precision.precision_map import precision_map  # noqa: E402
 from yolo_edge.precision.qdq import (fp16_scale_twin, insert_qdq, qdq_sites, quantize_weight,  # noqa: E402
                                      residual_inputs, same_quantization)
 
+sys.path.insert(0, str(Path(__file__).parent))
+from onnx_blocks import conv_silu  # noqa: E402
+
 YOLOV5N = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "yolov5n.onnx"
 RNG = np.random.default_rng(0)
 
 
 def conv(name, x, cin, cout, k=3, silu=True):
-    w = nh.from_array((RNG.standard_normal((cout, cin, k, k)) * 0.3).astype(np.float32), f"{name}.w")
-    b = nh.from_array((RNG.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.b")
-    nodes = [h.make_node("Conv", [x, w.name, b.name], [f"{name}.c"], name=name, pads=[k // 2] * 4)]
-    out = f"{name}.c"
-    if silu:
-        nodes += [h.make_node("Sigmoid", [out], [f"{name}.s"], name=f"{name}.sig"),
-                  h.make_node("Mul", [out, f"{name}.s"], [f"{name}.y"], name=f"{name}.mul")]
-        out = f"{name}.y"
-    return nodes, [w, b], out
+    return conv_silu(name, x, cin, cout, RNG, k=k, silu=silu)
 
 
 def model(nodes, inits, out, c_out, size=8):

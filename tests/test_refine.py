@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +32,17 @@ from yolo_edge.precision.qdq import qdq_sites  # noqa: E402
 from yolo_edge.precision.refine import (TorchGraph, UnsupportedGraph, ste_fake_quant, output_loss,  # noqa: E402
                                         refine_amax)
 
+sys.path.insert(0, str(Path(__file__).parent))
+from onnx_blocks import conv_silu  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RNG = np.random.default_rng(3)
 C = 3  # classes of the toy detector
 
 
 def _conv(name, x, cin, cout, k=3, stride=1, pads=None, silu=True):
-    w = nh.from_array((RNG.standard_normal((cout, cin, k, k)) * (1.5 / np.sqrt(cin * k * k))).astype(np.float32),
-                      f"{name}.w")
-    b = nh.from_array((RNG.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.b")
-    nodes = [h.make_node("Conv", [x, w.name, b.name], [f"{name}.c"], name=name, strides=[stride] * 2,
-                         pads=pads if pads is not None else [k // 2] * 4)]
-    out = f"{name}.c"
-    if silu:
-        nodes += [h.make_node("Sigmoid", [out], [f"{name}.s"], name=f"{name}.sig"),
-                  h.make_node("Mul", [out, f"{name}.s"], [f"{name}.y"], name=f"{name}.mul")]
-        out = f"{name}.y"
-    return nodes, [w, b], out
+    return conv_silu(name, x, cin, cout, RNG, k=k, stride=stride, pads=pads, silu=silu,
+                     w_scale=1.5 / np.sqrt(cin * k * k))
 
 
 def _const(name, arr):
