@@ -315,3 +315,14 @@ def test_interpreter_matches_onnxruntime_on_real_yolov5n(tmp_path):
     got = TorchGraph(raw).run(torch.from_numpy(x), quantize=False)
     np.testing.assert_allclose(got[1].numpy(), ref[1], atol=1e-4)  # scores
     np.testing.assert_allclose(got[0].numpy(), ref[0], atol=0.05)  # boxes in pixels (0..640)
+
+
+def test_outputs_that_are_not_boxes_and_scores_are_refused():
+    """A graph whose outputs are not (boxes, scores) cannot be scored by the output loss: refused by
+    name, so the job keeps the calibrated ranges instead of failing."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])
+    n, i, y = _conv("c", "x", 3, 4)
+    m = h.make_model(h.make_graph(n, "g", [x], [h.make_tensor_value_info(y, T.FLOAT, [1, 4, 8, 8])], i),
+                     opset_imports=[h.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedGraph, match="not boxes"):
+        refine_amax(m, {"x": ["c"]}, {"x": 1.0}, ["c"], [np.zeros((1, 3, 8, 8), np.float32)])

@@ -773,9 +773,12 @@ def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
         batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
         try:
             r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose)
-        except UnsupportedGraph as e:
-            st.detail = f"skipped: {e}"
-            notes.append(f"activation ranges not refined: {e}")
+        except (UnsupportedGraph, RuntimeError, ValueError, IndexError, KeyError) as e:
+            # the interpreter could not run this graph: keep the calibrated ranges, loudly
+            why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"
+            st.detail = f"skipped: {why}"
+            notes.append(f"activation ranges not refined: {why}")
+            _log(f"WARNING: activation ranges not refined ({why}); the calibrated ranges are used")
             return amax, None
         st.detail = r.summary()
     return r.amax, r

@@ -362,6 +362,9 @@ class RefineResult:
                 "loss_history": [round(v, 6) for v in self.history]}
 
 
+# Measured on yolov5n, coco128, by agreement with FP32's detections on the held-out half (README,
+# "INT8 calibration methods"): 32 images x 3 passes at step 0.02 gave 91.7 on four halves, against
+# 90.2 at 0.01, 90.7 at 0.05 and 89.8 with 64 images x 2 passes; about 40 s on two cores.
 REFINE_IMAGES = 32
 REFINE_EPOCHS = 3
 REFINE_LR = 0.02
@@ -369,7 +372,7 @@ REFINE_LR = 0.02
 
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
                 batches: Iterable[np.ndarray], epochs: int = REFINE_EPOCHS, lr: float = REFINE_LR,
-                accumulate: int = 4, show_progress: bool = False, threads: int | None = None) -> RefineResult:
+                accumulate: int = 4, show_progress: bool = False) -> RefineResult:
     """Refined activation ranges (``{tensor: amax}``) for the Q/DQ sites of ``model``.
 
     Args:
@@ -391,8 +394,6 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
     from ..deps import progress
 
     t0 = time.perf_counter()
-    if threads:
-        torch.set_num_threads(threads)
     quant = {}
     by_name = {n.name: n for n in model.graph.node}
     for t, consumers in sites.items():
@@ -411,6 +412,9 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
         return RefineResult(dict(amax), 0.0, 0.0, 0, n_images, time.perf_counter() - t0)
     with torch.no_grad():
         targets = [[o.detach() for o in g.run(x, quantize=False)] for x in xs]
+    shapes = [tuple(o.shape) for o in targets[0]]
+    if len(shapes) != 2 or len(shapes[0]) != 3 or shapes[0][-1] != 4 or shapes[1][:2] != shapes[0][:2]:
+        raise UnsupportedGraph(f"outputs {shapes} are not boxes (B, N, 4) and scores (B, N, C)")
     log_a = torch.nn.Parameter(torch.tensor([math.log(max(float(amax[t]), 1e-8)) for t in names], dtype=torch.float32))
     opt = torch.optim.Adam([log_a], lr=lr)
 
