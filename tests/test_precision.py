@@ -568,6 +568,33 @@ def test_job_report_and_cache(job):
 FLAG_NAMES = {"narrow_range", "heavy_saturation", "fp16_overflow_risk", "low_sqnr"}
 
 
+def test_job_refines_the_ranges_and_the_report_shows_both(job):
+    """The default job refines entropy's ranges (precision/refine.py) on the calibration images, in
+    the static batch of 2: the INT8 file's activation scales are the refined ranges / 127, the report
+    keeps entropy's range beside each (equal to what the statistics give for entropy), and the
+    ranges plot is drawn with both."""
+    from yolo_edge.precision.int8 import activation_scales
+
+    _, out = job
+    info = read_spec_extra(out / "model.int8.onnx")
+    assert info["refined"]["images"] == 8 and info["refined"]["kept"]
+    assert info["refined"]["final_loss"] < info["refined"]["initial_loss"]
+    data = json.loads((out / "report" / "report.json").read_text())
+    assert data["calibration"]["refined"].startswith("8 images") and "refined ranges used" in data["calibration"]["refined"]
+    scales = activation_scales(onnx.load(str(out / "model.int8.fp32scales.onnx")))
+    entries = data["tensors"]
+    for e in entries:
+        assert e["amax_calibrated"] == pytest.approx(e["amax_by_method"]["entropy"], rel=1e-6)
+        assert scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-6)
+    assert sum(abs(e["amax"] / e["amax_calibrated"] - 1) > 0.01 for e in entries) >= len(entries) // 2
+
+
+def read_spec_extra(path):
+    from yolo_edge.runtime.ort_runner import read_spec
+
+    return read_spec(path).extra["precision"]
+
+
 def test_finish_exit_code_and_report_path(capsys, tmp_path):
     from yolo_edge.precision.cli import finish
     from yolo_edge.precision.pipeline import PrecisionResult, Row

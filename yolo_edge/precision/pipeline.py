@@ -461,6 +461,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     else:
         amax = stats.amax(cfg.method, cfg.percentile, names=acts)
     refined = None
+    calibrated_amax = amax
     if make_trt and cfg.refine_images > 0:
         amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose)
     if cfg.fp16:
@@ -684,7 +685,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 scales.update(layer.scales)
             sq = measure_sqnr(raw, qdq, pairs, batches, scales)
             final_amax = {t: scales[t] * 127.0 for t in pairs}
-            entries = tensor_entries(stats, final_amax, acts, sq, cfg.percentile)
+            entries = tensor_entries(stats, final_amax, acts, sq, cfg.percentile,
+                                     calibrated=calibrated_amax if refined is not None and refined.kept else None)
             wsq = weight_sqnr(raw, qdq)
             pmap = _precision_maps(paths)
             report = {

@@ -138,8 +138,10 @@ def _finite(v):
 
 
 def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Sequence[str]],
-                   sqnr: Mapping[str, dict] | None = None, percentile: float = 99.99) -> list[dict]:
-    """One report entry per quantized tensor, worst first (lowest SQNR, then most saturated)."""
+                   sqnr: Mapping[str, dict] | None = None, percentile: float = 99.99,
+                   calibrated: Mapping[str, float] | None = None) -> list[dict]:
+    """One report entry per quantized tensor, worst first (lowest SQNR, then most saturated).
+    ``calibrated``: the calibration method's ranges when ``amax`` are refined ones (``amax_calibrated``)."""
     from .calibration import BASE_METHODS as METHODS  # auto is per model, not per tensor
 
     rows = []
@@ -169,6 +171,7 @@ def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Seq
             "sqnr_db": _finite(s.get("sqnr_db")), "local_sqnr_db": _finite(s.get("local_sqnr_db")),
             "flags": flags, "histogram": st.to_dict().get("hist"), "hist_top": st.top,
             "images": st.n_images,
+            **({"amax_calibrated": float(calibrated[t])} if calibrated and t in calibrated else {}),
         })
     rows.sort(key=lambda r: (r["sqnr_db"] if r["sqnr_db"] is not None else 1e9, -r["saturation_pct"]))
     return rows
@@ -192,23 +195,42 @@ def _png(fig) -> bytes:
 
 
 def plot_ranges(entries: Sequence[dict]) -> bytes:
-    """Per-tensor min/max bars and the chosen amax, in graph order (symlog scale)."""
+    """Per-tensor min/max bars and the chosen amax, in graph order (symlog scale). When the ranges
+    were refined, the calibration method's amax as hollow markers, and a second panel with the
+    ratio refined / calibrated per tensor."""
     rows = sorted(entries, key=lambda r: r["order"])
-    fig = _figure(max(8.0, 0.12 * len(rows)), 4.5)
-    ax = fig.add_subplot(1, 1, 1)
+    moved = [(i, r["amax_calibrated"]) for i, r in enumerate(rows)
+             if r.get("amax_calibrated") and abs(r["amax_calibrated"] - r["amax"]) > 1e-6 * r["amax"]]
+    fig = _figure(max(8.0, 0.12 * len(rows)), 6.5 if moved else 4.5)
+    ax = fig.add_axes((0.08, 0.38, 0.9, 0.56)) if moved else fig.add_subplot(1, 1, 1)
     x = np.arange(len(rows))
     ax.bar(x, [r["max"] for r in rows], color="#4c72b0", width=0.8, label="max")
     ax.bar(x, [r["min"] for r in rows], color="#dd8452", width=0.8, label="min")
     ax.scatter(x, [r["amax"] for r in rows], color="black", s=8, zorder=3, label="amax (chosen)")
     ax.scatter(x, [-r["amax"] for r in rows], color="black", s=8, zorder=3)
+    if moved:  # refined ranges: where the calibration method had put them
+        ix, cal = [i for i, _ in moved], [c for _, c in moved]
+        ax.scatter(ix, cal, facecolors="none", edgecolors="#2ca02c", s=22, zorder=3,
+                   label="amax before refinement")
+        ax.scatter(ix, [-c for c in cal], facecolors="none", edgecolors="#2ca02c", s=22, zorder=3)
     bad = [i for i, r in enumerate(rows) if r["flags"]]
     ax.scatter(bad, [0] * len(bad), marker="x", color="red", s=20, zorder=4, label="flagged")
     ax.set_yscale("symlog", linthresh=1e-2)
-    ax.set_xlabel("quantized tensor (graph order)")
     ax.set_ylabel("value")
     ax.set_title("Activation ranges per quantized tensor")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
+    if moved:
+        ax.tick_params(labelbottom=False)
+        ax2 = fig.add_axes((0.08, 0.08, 0.9, 0.24), sharex=ax)
+        ratio = [r["amax"] / r["amax_calibrated"] if r.get("amax_calibrated") else 1.0 for r in rows]
+        ax2.bar(x, [v - 1.0 for v in ratio], bottom=1.0, width=0.8,
+                color=["#2ca02c" if v >= 1 else "#d62728" for v in ratio])
+        ax2.axhline(1.0, color="black", lw=0.8)
+        ax2.set_ylabel("refined / calibrated")
+        ax2.grid(axis="y", alpha=0.3)
+        ax = ax2
+    ax.set_xlabel("quantized tensor (graph order)")
     return _png(fig)
 
 
