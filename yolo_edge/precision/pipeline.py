@@ -766,15 +766,13 @@ def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
     sites = {t: [c for c in cs if c not in skip] for t, cs in acts.items()}
     sites = {t: cs for t, cs in sites.items() if cs}
     with _Stage("refine", verbose) as st:
+        batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
         try:
-            import torch  # noqa: F401  (the refinement runs the graph with PyTorch)
+            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose)
         except ImportError:
             st.detail = "skipped: PyTorch is not installed (calibrated ranges used as they are)"
             notes.append("activation ranges not refined: PyTorch is not installed")
             return amax, None
-        batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
-        try:
-            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose)
         except (UnsupportedGraph, RuntimeError, ValueError, IndexError, KeyError) as e:
             # the interpreter could not run this graph: keep the calibrated ranges, loudly
             why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"

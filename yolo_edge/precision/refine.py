@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import YoloEdgeError
+from .qdq import _weight_axis, quantize_weight
 
 
 class UnsupportedGraph(YoloEdgeError):
@@ -70,17 +71,17 @@ class TorchGraph:
         for n in self.nodes:
             if n.op_type == "Constant":
                 self.consts[n.output[0]] = torch.from_numpy(np.array(numpy_helper.to_array(_attrs(n)["value"])))
+        self.attrs = [_attrs(n) for n in self.nodes]  # by position: node names may be empty
         self.quant = dict(quant or {})
-        self.weights = set(weights)
-        self._wq = {}
+        self._wq = {}  # the INT8 weights insert_qdq writes, dequantized
         for n in self.nodes:
-            if n.name in self.weights and len(n.input) > 1 and n.input[1] in self.consts:
-                w = self.consts[n.input[1]].float()
-                axis = 1 if n.op_type == "ConvTranspose" else 0
-                red = tuple(i for i in range(w.ndim) if i != axis)
-                s = w.abs().amax(dim=red, keepdim=True) / 127.0
-                s = torch.where(s > 0, s, torch.ones_like(s))
-                self._wq[n.name] = torch.clamp(torch.round(w / s), -127, 127) * s
+            if n.name in set(weights) and len(n.input) > 1 and n.input[1] in self.consts:
+                w = self.consts[n.input[1]].numpy()
+                q, scale = quantize_weight(w, _weight_axis(n, w))
+                shape = [1] * w.ndim
+                if scale.ndim:
+                    shape[_weight_axis(n, w)] = -1
+                self._wq[n.name] = torch.from_numpy(q.astype(np.float32) * scale.reshape(shape))
         missing = sorted({n.op_type for n in self.nodes} - set(_OPS) - {"Constant"})
         if missing:
             raise UnsupportedGraph(f"operators not supported by the refinement interpreter: {', '.join(missing)}")
@@ -92,7 +93,7 @@ class TorchGraph:
         env = dict(self.consts)
         env[self.input] = x
         fq_cache: dict[str, object] = {}
-        for n in self.nodes:
+        for n, attrs in zip(self.nodes, self.attrs):
             if n.op_type == "Constant":
                 continue
             ins = []
@@ -109,7 +110,7 @@ class TorchGraph:
                 elif quantize and i == 1 and n.name in self._wq:
                     v = self._wq[n.name]
                 ins.append(v)
-            out = _OPS[n.op_type](torch, ins, _attrs(n), n)
+            out = _OPS[n.op_type](torch, ins, attrs, n)
             if not isinstance(out, (list, tuple)):
                 out = (out,)
             for name, v in zip(n.output, out):
