@@ -75,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--head-guard", type=float, default=None, metavar="SHARE",
                     help="FLOP share the finest prediction convs may keep FP16 in yolo-edge's rows (default: the "
                          "job's, 0.05; 0: off). The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
+    ap.add_argument("--weight-scale", default=None, choices=("mse", "max"),
+                    help="per-channel weight scales of yolo-edge's rows (default: the job's, max)")
     ap.add_argument("--refine", type=int, default=None, metavar="N",
                     help="images the default method's ranges are refined on for the 'refined' row, as the job does "
                          "(default: the job's, precision/refine.py REFINE_IMAGES; 0: no such row)")
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
     from yolo_edge.export.metadata import get_spec, set_metadata
     from yolo_edge.precision.calibration import ImageSet
     from yolo_edge.precision.graph import copy_model, find_decode_tail, prepare, strip_nms
-    from yolo_edge.precision.int8 import Int8Config, activation_inputs, quantizable_nodes, quantize_qdq
+    from yolo_edge.precision.int8 import Int8Config as _Int8Config, quantizable_nodes, quantize_qdq
     from yolo_edge.precision.pipeline import _Subset, load_or_collect_stats, stats_key
     from yolo_edge.precision.qdq import HEAD_GUARD_SHARE, head_guard
     from yolo_edge.runtime import Detector
@@ -109,6 +111,12 @@ def main(argv=None) -> int:
     from yolo_edge.spec import NmsSpec
     from yolo_edge.util import sha256_file
 
+    from functools import partial
+
+    from yolo_edge.precision.qdq import DEFAULT_WEIGHT_SCALE
+
+    weight_scale = args.weight_scale or DEFAULT_WEIGHT_SCALE
+    Int8Config = partial(_Int8Config, weight_scale=weight_scale)  # every yolo-edge row: the job's weight scales
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.out)
@@ -132,7 +140,11 @@ def main(argv=None) -> int:
     raw = prepare(strip_nms(src))
     tail = find_decode_tail(raw)
     nodes = quantizable_nodes(raw, exclude=tail.nodes)
-    acts = activation_inputs(raw, nodes)
+    # the Q/DQ sites the job quantizes (pipeline.py, TensorRT placement): weighted-layer inputs, the
+    # residual Add inputs and MaxPool inputs; every one needs a range
+    from yolo_edge.precision.qdq import qdq_sites
+
+    acts = {t: [c for c, _ in uses] for t, uses in qdq_sites(raw, Int8Config(), tail.nodes).items()}
     guard_share = HEAD_GUARD_SHARE if args.head_guard is None else args.head_guard
     guard = head_guard(raw, tail.head, nodes, guard_share)
     eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
@@ -192,7 +204,8 @@ def main(argv=None) -> int:
                      for t, uses in qdq_sites(raw, Int8Config(method=m), tail.nodes).items()}
             sites = {t: cs for t, cs in sites.items() if cs}
             r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
-                            list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True)
+                            list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True,
+                            weight_scale=weight_scale)
             timing["refine"] = r.to_dict()
             _log(f"refine: {r.summary()}")
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")

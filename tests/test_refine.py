@@ -177,8 +177,12 @@ def test_fake_quant_is_onnx_quantize_dequantize():
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
 
 
-def _quant_setup(m, amax_scale=None, images=None):
-    cfg = Int8Config(placement="trt")
+def by_name_q(q):
+    return {n.name: n for n in q.graph.node}
+
+
+def _quant_setup(m, amax_scale=None, images=None, weight_scale="mse"):
+    cfg = Int8Config(placement="trt", weight_scale=weight_scale)
     sites = {t: [n for n, _ in uses] for t, uses in qdq_sites(m, cfg).items()}
     weighted = sorted({n for cs in sites.values() for n in cs if n in {x.name for x in m.graph.node
                                                                         if x.op_type == "Conv"}})
@@ -197,13 +201,35 @@ def _quant_setup(m, amax_scale=None, images=None):
     return cfg, sites, weighted, amax
 
 
-def test_fake_quantized_graph_reproduces_onnxruntime_on_the_qdq_graph():
+@pytest.mark.parametrize("weight_scale", ["max", "mse"])
+def test_fake_quantized_graph_reproduces_onnxruntime_on_the_qdq_graph(weight_scale):
     m = toy_detector()
-    cfg, sites, weighted, amax = _quant_setup(m)
+    if weight_scale == "mse":  # c1's weights sit halfway between max's INT8 steps: a slightly clipped scale wins
+        tr = np.random.default_rng(8)
+        t = next(t for t in m.graph.initializer if t.name == "c1.w")
+        w = nh.to_array(t)
+        steps = (tr.integers(0, 60, w.shape) + 0.5) * tr.choice([-1.0, 1.0], w.shape)
+        steps.reshape(len(w), -1)[:, 0] = 127.0  # the channel's maximum: max|w| / 127 is one step
+        t.CopyFrom(nh.from_array((steps * 0.18 / 127).astype(np.float32), t.name))
+    cfg, sites, weighted, amax = _quant_setup(m, weight_scale=weight_scale)
     q = quantize_qdq(m, amax, cfg)
     by = {n.name: n for n in m.graph.node}
     quant = {(c, i): t for t, cs in sites.items() for c in cs for i, nm in enumerate(by[c].input) if nm == t}
-    g = TorchGraph(m, quant, weighted)
+    g = TorchGraph(m, quant, weighted, weight_scale)
+    # the interpreter's weights are the INT8 weights of the Q/DQ graph, decoded by ONNX's DequantizeLinear
+    # (with mse, the scales differ from max's on some channels: the check can tell the two apart)
+    from onnx.reference import ReferenceEvaluator
+
+    qinits = {t.name: nh.to_array(t) for t in q.graph.initializer}
+    differ = 0
+    for node in weighted:
+        dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in qinits
+                  and n.output[0] in by_name_q(q)[node].input)
+        want = ReferenceEvaluator(dq).run(None, {k: qinits[k] for k in dq.input})[0]
+        np.testing.assert_array_equal(g._wq[node].numpy(), want)
+        w = nh.to_array(next(t for t in m.graph.initializer if t.name == by[node].input[1]))
+        differ += not np.array_equal(qinits[dq.input[1]], np.abs(w).reshape(len(w), -1).max(axis=1) / np.float32(127))
+    assert (differ == 0) if weight_scale == "max" else (differ > 0)
     am = {t: torch.tensor(v) for t, v in amax.items()}
     for x in _images(3, seed=5):
         fp32, ref = _ort(m, x), _ort(q, x)

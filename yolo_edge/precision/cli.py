@@ -24,6 +24,8 @@ from ..errors import YoloEdgeError
 METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
 HEAD_GUARD_SHARE = 0.05  # = qdq.HEAD_GUARD_SHARE (kept here: no numpy import)
 REFINE_IMAGES = 32  # = refine.REFINE_IMAGES
+WEIGHT_SCALES = ("max", "mse")  # = qdq.WEIGHT_SCALES
+DEFAULT_WEIGHT_SCALE = "max"  # = qdq.DEFAULT_WEIGHT_SCALE
 
 
 
@@ -84,6 +86,9 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="trt target: refine the activation ranges end to end on N calibration images, by gradient "
                         "descent on how far the INT8 boxes and scores move from FP32's (needs PyTorch; default "
                         f"{REFINE_IMAGES}; 0 = use the calibration method's ranges as they are)")
+    g.add_argument("--int8-weight-scale", choices=WEIGHT_SCALES, default=DEFAULT_WEIGHT_SCALE,
+                   help="trt placement: each weight channel's INT8 scale: max (default; max|w| / 127) or mse (the "
+                        "clipping of max|w| with the least squared error of the INT8 weights)")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
@@ -128,7 +133,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False),
         int8_cpu_method=getattr(args, "int8_cpu_method", None),
         head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE),
-        refine_images=getattr(args, "int8_refine", REFINE_IMAGES))
+        refine_images=getattr(args, "int8_refine", REFINE_IMAGES),
+        weight_scale=getattr(args, "int8_weight_scale", DEFAULT_WEIGHT_SCALE))
 
 
 def finish(result, t0: float) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 from ..deps import require
 from ..errors import YoloEdgeError
 from .calibration import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
+from .qdq import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
 
 DEFAULT_OP_TYPES = ("Conv",)
 # trt: TensorRT's Q/DQ placement recommendations (weighted-layer inputs, residual Add input, MaxPool input);
@@ -53,6 +54,9 @@ class Int8Config:
             for the attention block).
         exclude: extra node names kept in higher precision (beside the decode tail).
         per_channel: per-output-channel weight scales.
+        weight_scale: ``trt`` placement: ``max`` (max|w| / 127) or ``mse`` (each channel's clipping with
+            the least squared error of its INT8 weights); see :func:`~yolo_edge.precision.qdq.quantize_weight`.
+            The ``conv`` placement (onnxruntime's quantizer) always uses ``max``.
         placement: ``trt`` (TensorRT's recommendations, see :func:`qdq_sites`) or ``conv`` (inputs of
             ``op_types`` layers only, the placement before issue 12).
     """
@@ -63,10 +67,13 @@ class Int8Config:
     exclude: tuple[str, ...] = ()
     per_channel: bool = True
     placement: str = DEFAULT_PLACEMENT
+    weight_scale: str = DEFAULT_WEIGHT_SCALE
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
             raise YoloEdgeError(f"unknown Q/DQ placement {self.placement!r}; choose from {', '.join(PLACEMENTS)}")
+        if self.weight_scale not in WEIGHT_SCALES:
+            raise YoloEdgeError(f"unknown weight scale {self.weight_scale!r}; choose from {', '.join(WEIGHT_SCALES)}")
         if self.method not in METHODS:
             raise YoloEdgeError(f"unknown calibration method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0 < self.percentile <= 100:
@@ -76,7 +83,8 @@ class Int8Config:
 
     def algorithm(self) -> dict:
         d = {"method": self.method, "symmetric": True, "per_channel": self.per_channel,
-             "op_types": list(self.op_types), "placement": self.placement}
+             "op_types": list(self.op_types), "placement": self.placement,
+             "weight_scale": self.weight_scale if self.placement == "trt" else "max"}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -132,7 +140,8 @@ def quantize_qdq(model, amax: Mapping[str, float], config: Int8Config = Int8Conf
     if config.placement != "conv":
         from .qdq import insert_qdq, qdq_sites
 
-        return insert_qdq(model, qdq_sites(model, config, excluded), amax, per_channel=config.per_channel)
+        return insert_qdq(model, qdq_sites(model, config, excluded), amax, per_channel=config.per_channel,
+                          weight_scale=config.weight_scale)
     ranges = TensorsData(q.CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.array(-abs(v), np.float32), highest=np.array(abs(v), np.float32))
         for k, v in amax.items()})

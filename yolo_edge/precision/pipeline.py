@@ -47,7 +47,7 @@ from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, wr
 from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
-from .qdq import HEAD_GUARD_SHARE, head_guard
+from .qdq import DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard
 from .refine import REFINE_IMAGES
 
 BUDGET_EXIT_CODE = 2
@@ -82,6 +82,8 @@ class PrecisionConfig:
             most accurate kept (``precision/cpu_target.py``); without, percentile.
         head_guard: ``trt`` target: FLOP share the finest-resolution prediction convs may keep FP16
             (:func:`~yolo_edge.precision.qdq.head_guard`; 0: off).
+        weight_scale: ``trt`` placement: each weight channel's scale, ``max`` (max|w| / 127) or ``mse``
+            (the clipping with the least squared error of its INT8 weights; :func:`~yolo_edge.precision.qdq.quantize_weight`).
         refine_images: ``trt`` target: calibration images on which the activation ranges are refined
             end to end against FP32's outputs (:func:`~yolo_edge.precision.refine.refine_amax`; 0: off,
             the calibration method's ranges are used as they are).
@@ -128,11 +130,13 @@ class PrecisionConfig:
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
     head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
+    weight_scale: str = DEFAULT_WEIGHT_SCALE  # trt placement: per-channel weight scales, max | mse
     refine_images: int = REFINE_IMAGES  # trt target: images to refine the ranges on against FP32's outputs (0: off)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
-                          exclude=tuple(self.exclude) + tuple(exclude), placement=self.placement)
+                          exclude=tuple(self.exclude) + tuple(exclude), placement=self.placement,
+                          weight_scale=self.weight_scale)
 
 
 @dataclass
@@ -768,7 +772,8 @@ def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
     with _Stage("refine", verbose) as st:
         batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
         try:
-            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose)
+            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
+                            weight_scale=cfg.int8_config().algorithm()["weight_scale"])
         except ImportError:
             st.detail = "skipped: PyTorch is not installed (calibrated ranges used as they are)"
             notes.append("activation ranges not refined: PyTorch is not installed")

@@ -53,10 +53,13 @@ class TorchGraph:
     ``quant`` maps ``(consumer node, input index)`` to an activation tensor name: that input reads the
     fake-quantized tensor (per-tensor symmetric INT8, scale ``amax / 127``) instead of the float one,
     where ``amax`` comes from the ``amax`` dict passed to :meth:`run`. ``weights`` names the weighted
-    nodes whose constant weight (input 1) is fake-quantized per output channel (``max|w| / 127``).
+    nodes whose constant weight (input 1) is fake-quantized per output channel, with the scales
+    ``weight_scale`` picks (:func:`~yolo_edge.precision.qdq.quantize_weight`: the INT8 weights
+    ``insert_qdq`` writes).
     """
 
-    def __init__(self, model, quant: Mapping[tuple[str, int], str] | None = None, weights: Iterable[str] = ()):
+    def __init__(self, model, quant: Mapping[tuple[str, int], str] | None = None, weights: Iterable[str] = (),
+                 weight_scale: str = "max"):
         import torch
         from onnx import numpy_helper
 
@@ -77,7 +80,7 @@ class TorchGraph:
         for n in self.nodes:
             if n.name in set(weights) and len(n.input) > 1 and n.input[1] in self.consts:
                 w = self.consts[n.input[1]].numpy()
-                q, scale = quantize_weight(w, _weight_axis(n, w))
+                q, scale = quantize_weight(w, _weight_axis(n, w), weight_scale)
                 shape = [1] * w.ndim
                 if scale.ndim:
                     shape[_weight_axis(n, w)] = -1
@@ -373,7 +376,7 @@ REFINE_LR = 0.02
 
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
                 batches: Iterable[np.ndarray], epochs: int = REFINE_EPOCHS, lr: float = REFINE_LR,
-                accumulate: int = 4, show_progress: bool = False) -> RefineResult:
+                accumulate: int = 4, show_progress: bool = False, weight_scale: str = "max") -> RefineResult:
     """Refined activation ranges (``{tensor: amax}``) for the Q/DQ sites of ``model``.
 
     Args:
@@ -383,6 +386,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
             (the job's ``acts``); tensors without an ``amax`` stay float.
         amax: the calibrated ranges to start from.
         weighted: the weighted layers whose weights are quantized (the job's quantized nodes).
+        weight_scale: how their per-channel scales are chosen (``Int8Config.weight_scale``).
         batches: letterboxed float32 images ``(B, 3, H, W)`` (the batch size the graph takes); the
             FP32 outputs are computed once.
         epochs, lr, accumulate: passes over the batches, Adam step on ``log(amax)``, batches per step.
@@ -406,7 +410,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
                 if name == t:
                     quant[(c, i)] = t
     names = sorted({t for t in quant.values()})
-    g = TorchGraph(model, quant, weighted)
+    g = TorchGraph(model, quant, weighted, weight_scale)
     xs = [torch.from_numpy(np.ascontiguousarray(b)) for b in batches]
     n_images = sum(int(x.shape[0]) for x in xs)
     if not xs or not names:
