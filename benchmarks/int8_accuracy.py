@@ -18,6 +18,8 @@ thresholds, scored by pycocotools — the same for every row):
 * ``int8 <default method> + refined ranges (the job's default)`` — that method's ranges refined end
   to end on the first ``--refine`` calibration images (``precision/refine.py``), as ``export --int8``
   does; the head guard applies to every yolo-edge row;
+* with ``--also-weight-scale mse``: the default method's calibrated and refined rows again with
+  those per-channel weight scales (``qdq.quantize_weight``);
 * ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
   by default) run in ModelOpt's virtual environment through ``benchmarks/modelopt_quantize.py``
   (``--modelopt-python`` or ``$YOLO_EDGE_MODELOPT_PYTHON``; the rows are skipped when absent), on the
@@ -76,7 +78,9 @@ def main(argv=None) -> int:
                     help="FLOP share the finest prediction convs may keep FP16 in yolo-edge's rows (default: the "
                          "job's, 0.05; 0: off). The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
     ap.add_argument("--weight-scale", default=None, choices=("mse", "max"),
-                    help="per-channel weight scales of yolo-edge's rows (default: the job's, max)")
+                    help="per-channel weight scales of yolo-edge's rows (default: the job's, mse)")
+    ap.add_argument("--also-weight-scale", default=None, choices=("mse", "max"),
+                    help="two more rows for the default method with these weight scales: calibrated and refined ranges")
     ap.add_argument("--refine", type=int, default=None, metavar="N",
                     help="images the default method's ranges are refined on for the 'refined' row, as the job does "
                          "(default: the job's, precision/refine.py REFINE_IMAGES; 0: no such row)")
@@ -185,6 +189,22 @@ def main(argv=None) -> int:
     from yolo_edge.precision.calibration import DEFAULT_METHOD
 
     primary = DEFAULT_METHOD if DEFAULT_METHOD in args.methods else (args.methods or [None])[0]
+
+    def refine_row(m, scale, timing, key):
+        """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``:
+        the Q/DQ graph as the job writes it."""
+        from yolo_edge.precision.refine import refine_amax
+
+        cfg = partial(_Int8Config, weight_scale=scale)
+        sites = {t: [c for c, _ in uses if c not in guard]
+                 for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
+        sites = {t: cs for t, cs in sites.items() if cs}
+        r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
+                        list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale)
+        timing[key] = r.to_dict()
+        _log(f"refine ({scale} weight scales): {r.summary()}")
+        return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)
+
     for m in args.methods:
         q = quantize_qdq(raw, amaxes[m], Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
         graphs.append((f"int8 {m}", q))
@@ -197,20 +217,16 @@ def main(argv=None) -> int:
         if m == primary and guard:
             graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, amaxes[m], Int8Config(method=m), tail.nodes)))
         if m == primary and refine_n > 0:  # the job's default: these ranges refined end to end (precision/refine.py)
-            from yolo_edge.precision.qdq import qdq_sites
-            from yolo_edge.precision.refine import refine_amax
-
-            sites = {t: [c for c, _ in uses if c not in guard]
-                     for t, uses in qdq_sites(raw, Int8Config(method=m), tail.nodes).items()}
-            sites = {t: cs for t, cs in sites.items() if cs}
-            r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
-                            list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True,
-                            weight_scale=weight_scale)
-            timing["refine"] = r.to_dict()
-            _log(f"refine: {r.summary()}")
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
-            refined = quantize_qdq(raw, r.amax, Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
-            graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)", refined))
+            graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
+                               refine_row(m, weight_scale, timing, "refine")))
+        if m == primary and args.also_weight_scale:
+            other = partial(_Int8Config, weight_scale=args.also_weight_scale)
+            graphs.append((f"int8 {m}, {args.also_weight_scale} weight scales",
+                           quantize_qdq(raw, amaxes[m], other(method=m, exclude=tuple(guard)), tail.nodes)))
+            if refine_n > 0:
+                graphs.append((f"int8 {m} + refined ranges, {args.also_weight_scale} weight scales",
+                               refine_row(m, args.also_weight_scale, timing, f"refine_{args.also_weight_scale}")))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():

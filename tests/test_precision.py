@@ -508,6 +508,30 @@ def test_budget_loop_excludes_harmful_layers_until_within_budget():
     assert res.within_budget and not res.steps
 
 
+def test_budget_loop_keeps_an_exclusion_only_when_it_also_brings_int8_closer_to_fp32():
+    """With the agreement callback, an mAP gain that does not come with a rise in agreement with
+    FP32's own detections (luck on the labelled objects) is reverted."""
+    gains = {"a": 0.004, "b": 0.006, "c": 0.005}  # mAP (0..1) each exclusion appears to recover
+    closer = {"a": 0.01, "b": -0.002, "c": 0.004}  # what it does to agreement with FP32
+    fp32, int8 = 0.60, 0.585
+
+    def evaluate(model):
+        return int8 + sum(gains[n] for n in model)
+
+    def agreement(model):
+        return 0.90 + sum(closer[n] for n in model)
+
+    res = exclude_until_within_budget(["b", "a", "c"], tuple, evaluate, fp32, int8, max_drop=0.4, model=(),
+                                      agreement=agreement)
+    assert [(s.node, s.kept) for s in res.steps] == [("b", False), ("a", True), ("c", True)]
+    assert res.excluded == ["a", "c"] and res.final_map == pytest.approx(0.594) and not res.within_budget
+    assert res.steps[2].agreement_before == pytest.approx(0.91) and res.steps[2].agreement_after == pytest.approx(0.914)
+    assert res.steps[0].to_dict()["agreement_after"] == pytest.approx(0.898)
+    # without it, the first mAP gain is kept
+    res = exclude_until_within_budget(["b", "a", "c"], tuple, evaluate, fp32, int8, max_drop=0.4)
+    assert res.excluded[0] == "b"
+
+
 # --- the job, small ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def job(checkpoint, tmp_path_factory):

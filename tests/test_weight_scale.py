@@ -123,10 +123,10 @@ def test_the_qdq_graph_convolves_with_the_chosen_int8_weights(weight_scale):
     np.testing.assert_allclose(_run(q, x), _run(_one_conv(want_w), x), rtol=1e-4, atol=1e-5)
 
 
-def test_default_is_max_and_the_cli_flag_reaches_the_config():
+def test_default_is_mse_and_the_cli_flag_reaches_the_config():
     from yolo_edge.precision import cli, qdq
 
-    assert Int8Config().weight_scale == qdq.DEFAULT_WEIGHT_SCALE == cli.DEFAULT_WEIGHT_SCALE == "max"
+    assert Int8Config().weight_scale == qdq.DEFAULT_WEIGHT_SCALE == cli.DEFAULT_WEIGHT_SCALE == "mse"
     assert cli.WEIGHT_SCALES == qdq.WEIGHT_SCALES
     assert Int8Config(placement="conv").algorithm()["weight_scale"] == "max"  # onnxruntime's quantizer
     import argparse
@@ -135,6 +135,6 @@ def test_default_is_max_and_the_cli_flag_reaches_the_config():
     cli.add_precision_args(p)
     from pathlib import Path
 
-    for argv, want in (([], "max"), (["--int8-weight-scale", "mse"], "mse")):
+    for argv, want in (([], "mse"), (["--int8-weight-scale", "max"], "max")):
         cfg = cli.config_from_args(p.parse_args(["--int8", *argv]), Path("out"), "m", fp16=True, int8=True)
         assert cfg.weight_scale == want and cfg.int8_config().algorithm()["weight_scale"] == want

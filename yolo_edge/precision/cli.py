@@ -24,8 +24,8 @@ from ..errors import YoloEdgeError
 METHODS = ("minmax", "entropy", "percentile", "mse", "auto")  # = calibration.METHODS (kept here: no numpy import)
 HEAD_GUARD_SHARE = 0.05  # = qdq.HEAD_GUARD_SHARE (kept here: no numpy import)
 REFINE_IMAGES = 32  # = refine.REFINE_IMAGES
-WEIGHT_SCALES = ("max", "mse")  # = qdq.WEIGHT_SCALES
-DEFAULT_WEIGHT_SCALE = "max"  # = qdq.DEFAULT_WEIGHT_SCALE
+WEIGHT_SCALES = ("mse", "max")  # = qdq.WEIGHT_SCALES
+DEFAULT_WEIGHT_SCALE = "mse"  # = qdq.DEFAULT_WEIGHT_SCALE
 
 
 
@@ -87,8 +87,8 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                         "descent on how far the INT8 boxes and scores move from FP32's (needs PyTorch; default "
                         f"{REFINE_IMAGES}; 0 = use the calibration method's ranges as they are)")
     g.add_argument("--int8-weight-scale", choices=WEIGHT_SCALES, default=DEFAULT_WEIGHT_SCALE,
-                   help="trt placement: each weight channel's INT8 scale: max (default; max|w| / 127) or mse (the "
-                        "clipping of max|w| with the least squared error of the INT8 weights)")
+                   help="trt placement: each weight channel's INT8 scale: mse (default; the clipping of max|w| with "
+                        "the least squared error of the INT8 weights) or max (max|w| / 127)")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "

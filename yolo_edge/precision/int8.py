@@ -54,8 +54,8 @@ class Int8Config:
             for the attention block).
         exclude: extra node names kept in higher precision (beside the decode tail).
         per_channel: per-output-channel weight scales.
-        weight_scale: ``trt`` placement: ``max`` (max|w| / 127) or ``mse`` (each channel's clipping with
-            the least squared error of its INT8 weights); see :func:`~yolo_edge.precision.qdq.quantize_weight`.
+        weight_scale: ``trt`` placement: ``mse`` (each channel's clipping with the least squared error
+            of its INT8 weights) or ``max`` (max|w| / 127); see :func:`~yolo_edge.precision.qdq.quantize_weight`.
             The ``conv`` placement (onnxruntime's quantizer) always uses ``max``.
         placement: ``trt`` (TensorRT's recommendations, see :func:`qdq_sites`) or ``conv`` (inputs of
             ``op_types`` layers only, the placement before issue 12).

@@ -82,8 +82,9 @@ class PrecisionConfig:
             most accurate kept (``precision/cpu_target.py``); without, percentile.
         head_guard: ``trt`` target: FLOP share the finest-resolution prediction convs may keep FP16
             (:func:`~yolo_edge.precision.qdq.head_guard`; 0: off).
-        weight_scale: ``trt`` placement: each weight channel's scale, ``max`` (max|w| / 127) or ``mse``
-            (the clipping with the least squared error of its INT8 weights; :func:`~yolo_edge.precision.qdq.quantize_weight`).
+        weight_scale: ``trt`` placement: each weight channel's scale, ``mse`` (the clipping with the
+            least squared error of its INT8 weights) or ``max`` (max|w| / 127); see
+            :func:`~yolo_edge.precision.qdq.quantize_weight`.
         refine_images: ``trt`` target: calibration images on which the activation ranges are refined
             end to end against FP32's outputs (:func:`~yolo_edge.precision.refine.refine_amax`; 0: off,
             the calibration method's ranges are used as they are).
@@ -130,7 +131,7 @@ class PrecisionConfig:
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
     head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
-    weight_scale: str = DEFAULT_WEIGHT_SCALE  # trt placement: per-channel weight scales, max | mse
+    weight_scale: str = DEFAULT_WEIGHT_SCALE  # trt placement: per-channel weight scales, mse | max
     refine_images: int = REFINE_IMAGES  # trt target: images to refine the ranges on against FP32's outputs (0: off)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
@@ -569,11 +570,17 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 seen_evals[id(model)] = evaluate_onnx(eval_copy(model, "int8"), val_ds, desc="val int8", keep=True)
                 return seen_evals[id(model)][0].map50_95
 
+            def agreement(model):  # with FP32's own detections, on the same images (evaluate/bootstrap.py)
+                from ..evaluate.bootstrap import agreement as agree
+
+                ev = evaluators["int8"] if model is qdq else seen_evals[id(model)][1]
+                return agree(ev, evaluators["fp32"]).compute().map50_95
+
             with _Stage("budget", verbose) as st:
                 budget = exclude_until_within_budget([r.node for r in ranking], quantize, evaluate,
                                                      results["fp32"].map50_95, results["int8"].map50_95,
                                                      cfg.max_map_drop, max_steps=cfg.max_exclusions,
-                                                     model=qdq, log=_log if verbose else None)
+                                                     model=qdq, agreement=agreement, log=_log if verbose else None)
                 st.detail = f"{len(budget.excluded)} layer(s) excluded, {budget.reason}"
             sens_report["budget"] = budget.to_dict()
             if budget.excluded:

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import YoloEdgeError
-from .qdq import _weight_axis, quantize_weight
+from .qdq import DEFAULT_WEIGHT_SCALE, _weight_axis, quantize_weight
 
 
 class UnsupportedGraph(YoloEdgeError):
@@ -59,7 +59,7 @@ class TorchGraph:
     """
 
     def __init__(self, model, quant: Mapping[tuple[str, int], str] | None = None, weights: Iterable[str] = (),
-                 weight_scale: str = "max"):
+                 weight_scale: str = DEFAULT_WEIGHT_SCALE):
         import torch
         from onnx import numpy_helper
 
@@ -376,7 +376,8 @@ REFINE_LR = 0.02
 
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
                 batches: Iterable[np.ndarray], epochs: int = REFINE_EPOCHS, lr: float = REFINE_LR,
-                accumulate: int = 4, show_progress: bool = False, weight_scale: str = "max") -> RefineResult:
+                accumulate: int = 4, show_progress: bool = False, weight_scale: str = DEFAULT_WEIGHT_SCALE,
+                seed: int = 0) -> RefineResult:
     """Refined activation ranges (``{tensor: amax}``) for the Q/DQ sites of ``model``.
 
     Args:
@@ -387,6 +388,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
         amax: the calibrated ranges to start from.
         weighted: the weighted layers whose weights are quantized (the job's quantized nodes).
         weight_scale: how their per-channel scales are chosen (``Int8Config.weight_scale``).
+        seed: of the order the batches are visited in each pass.
         batches: letterboxed float32 images ``(B, 3, H, W)`` (the batch size the graph takes); the
             FP32 outputs are computed once.
         epochs, lr, accumulate: passes over the batches, Adam step on ``log(amax)``, batches per step.
@@ -436,7 +438,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
     steps = 0
     total = epochs * len(xs)
     bar = progress(range(total), total=total, desc="refine ranges", unit="batch", disable=not show_progress)
-    order = np.random.default_rng(0)
+    order = np.random.default_rng(seed)
     it = iter(bar)
     for _ in range(epochs):
         perm = order.permutation(len(xs))
