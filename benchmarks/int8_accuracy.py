@@ -81,6 +81,8 @@ def main(argv=None) -> int:
                     help="per-channel weight scales of yolo-edge's rows (default: the job's, mse)")
     ap.add_argument("--also-weight-scale", default=None, choices=("mse", "max"),
                     help="two more rows for the default method with these weight scales: calibrated and refined ranges")
+    ap.add_argument("--refine-seed", type=int, default=0,
+                    help="order in which the refinement visits its images (refine_amax seed; the job uses 0)")
     ap.add_argument("--refine", type=int, default=None, metavar="N",
                     help="images the default method's ranges are refined on for the 'refined' row, as the job does "
                          "(default: the job's, precision/refine.py REFINE_IMAGES; 0: no such row)")
@@ -200,7 +202,8 @@ def main(argv=None) -> int:
                  for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
         sites = {t: cs for t, cs in sites.items() if cs}
         r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
-                        list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale)
+                        list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale,
+                        seed=args.refine_seed)
         timing[key] = r.to_dict()
         _log(f"refine ({scale} weight scales): {r.summary()}")
         return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)

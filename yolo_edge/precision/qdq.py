@@ -202,7 +202,7 @@ def _scale(amax: float) -> np.float32:
 # squared error by 0.5 % (18 % of the channels take 0.99 x max). Measured on coco128, eight halves,
 # refined ranges, two orders of the refinement images (README "INT8 calibration methods"): mean
 # agreement with FP32 90.7 against max's 90.2, ΔmAP50-95 -0.93 against -1.03, ΔAP-small -0.51
-# against -0.78; higher agreement on 12 of the 16 runs.
+# against -0.78; higher agreement on 11 of the 16 runs.
 WEIGHT_SCALES = ("mse", "max")
 DEFAULT_WEIGHT_SCALE = "mse"
 WEIGHT_CLIP_RATIOS = np.linspace(0.6, 1.0, 41, dtype=np.float32)
