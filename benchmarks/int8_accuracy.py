@@ -81,6 +81,10 @@ def main(argv=None) -> int:
                     help="per-channel weight scales of yolo-edge's rows (default: the job's, mse)")
     ap.add_argument("--also-weight-scale", default=None, choices=("mse", "max"),
                     help="two more rows for the default method with these weight scales: calibrated and refined ranges")
+    ap.add_argument("--weight-rounding", default=None, choices=("gptq", "nearest"),
+                    help="INT8 weight rounding of yolo-edge's rows (default: the job's; precision/rounding.py)")
+    ap.add_argument("--also-weight-rounding", default=None, choices=("gptq", "nearest"),
+                    help="two more rows for the default method with this weight rounding: calibrated and refined ranges")
     ap.add_argument("--refine-seed", type=int, default=0,
                     help="order in which the refinement visits its images (refine_amax seed; the job uses 0)")
     ap.add_argument("--refine", type=int, default=None, metavar="N",
@@ -121,8 +125,11 @@ def main(argv=None) -> int:
 
     from yolo_edge.precision.qdq import DEFAULT_WEIGHT_SCALE
 
+    from yolo_edge.precision.rounding import DEFAULT_WEIGHT_ROUNDING
+
     weight_scale = args.weight_scale or DEFAULT_WEIGHT_SCALE
-    Int8Config = partial(_Int8Config, weight_scale=weight_scale)  # every yolo-edge row: the job's weight scales
+    weight_rounding = args.weight_rounding or DEFAULT_WEIGHT_ROUNDING
+    Int8Config = partial(_Int8Config, weight_scale=weight_scale)  # rebound with the rounded weights below
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.out)
@@ -192,20 +199,39 @@ def main(argv=None) -> int:
 
     primary = DEFAULT_METHOD if DEFAULT_METHOD in args.methods else (args.methods or [None])[0]
 
-    def refine_row(m, scale, timing, key):
-        """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``:
-        the Q/DQ graph as the job writes it."""
+    tables: dict = {}
+
+    def rounded(kind, scale):
+        """The INT8 weights the job writes with this rounding and these scales (None: nearest)."""
+        if kind == "nearest":
+            return None
+        if (kind, scale) not in tables:
+            from yolo_edge.precision.rounding import ROUNDING_IMAGES, gptq_weights
+
+            r = gptq_weights(raw, [n for n in nodes if n not in guard],
+                             list(calib.head(ROUNDING_IMAGES).batches(spec.letterbox, 1)), scale, show_progress=True)
+            timing[f"gptq_{scale}"] = {k: v for k, v in r.to_dict().items() if k != "error"}
+            _log(f"gptq ({scale} weight scales): {r.summary()}")
+            tables[kind, scale] = r.weights
+        return tables[kind, scale]
+
+    # every yolo-edge row: the job's weight scales and rounding
+    Int8Config = partial(_Int8Config, weight_scale=weight_scale, int8_weights=rounded(weight_rounding, weight_scale))
+
+    def refine_row(m, scale, timing, key, rounding=weight_rounding):
+        """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``
+        and weight ``rounding``: the Q/DQ graph as the job writes it."""
         from yolo_edge.precision.refine import refine_amax
 
-        cfg = partial(_Int8Config, weight_scale=scale)
+        cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale))
         sites = {t: [c for c, _ in uses if c not in guard]
                  for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
         sites = {t: cs for t, cs in sites.items() if cs}
         r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
                         list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale,
-                        seed=args.refine_seed)
+                        seed=args.refine_seed, int8_weights=rounded(rounding, scale))
         timing[key] = r.to_dict()
-        _log(f"refine ({scale} weight scales): {r.summary()}")
+        _log(f"refine ({scale} weight scales, {rounding} rounding): {r.summary()}")
         return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)
 
     for m in args.methods:
@@ -224,12 +250,22 @@ def main(argv=None) -> int:
             graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
                                refine_row(m, weight_scale, timing, "refine")))
         if m == primary and args.also_weight_scale:
-            other = partial(_Int8Config, weight_scale=args.also_weight_scale)
+            other = partial(_Int8Config, weight_scale=args.also_weight_scale,
+                            int8_weights=rounded(weight_rounding, args.also_weight_scale))
             graphs.append((f"int8 {m}, {args.also_weight_scale} weight scales",
                            quantize_qdq(raw, amaxes[m], other(method=m, exclude=tuple(guard)), tail.nodes)))
             if refine_n > 0:
                 graphs.append((f"int8 {m} + refined ranges, {args.also_weight_scale} weight scales",
                                refine_row(m, args.also_weight_scale, timing, f"refine_{args.also_weight_scale}")))
+        if m == primary and args.also_weight_rounding:
+            other = partial(_Int8Config, weight_scale=weight_scale,
+                            int8_weights=rounded(args.also_weight_rounding, weight_scale))
+            graphs.append((f"int8 {m}, {args.also_weight_rounding} weight rounding",
+                           quantize_qdq(raw, amaxes[m], other(method=m, exclude=tuple(guard)), tail.nodes)))
+            if refine_n > 0:
+                graphs.append((f"int8 {m} + refined ranges, {args.also_weight_rounding} weight rounding",
+                               refine_row(m, weight_scale, timing, f"refine_{args.also_weight_rounding}",
+                                          args.also_weight_rounding)))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():
@@ -280,6 +316,32 @@ def main(argv=None) -> int:
                                          nms=NmsSpec(flavour="none"), names=str(names_txt), verbose=False)))
         graphs.append((label, strip_nms(m)))
 
+    val_x = list(val.batches(spec.letterbox, 1))
+
+    def raw_outputs(model):
+        """Each validation image's graph outputs (before NMS), by ONNX Runtime on the CPU."""
+        from yolo_edge.precision.calibration import ort_session
+
+        sess = ort_session(model)
+        name = sess.get_inputs()[0].name
+        return [sess.run(None, {name: x}) for x in val_x]
+
+    def output_error(outs, ref):
+        """Mean over the validation images of how far the outputs moved from FP32's: the refinement's
+        loss (precision/refine.py ``output_loss``, squared score error + score-weighted 1 - IoU), on
+        images the ranges were not refined on. None without PyTorch or for other outputs."""
+        try:
+            import torch
+
+            from yolo_edge.precision.refine import output_loss
+        except ImportError:
+            return None
+        if len(outs[0]) != 2 or any(a.shape != b.shape for a, b in zip(outs[0], ref[0])):
+            return None
+        return float(np.mean([float(output_loss(torch, [torch.from_numpy(v) for v in o], [torch.from_numpy(v) for v in f]))
+                              for o, f in zip(outs, ref)]))
+
+    fp32_outs = None
     evaluators, rows = [], []
     for label, model in graphs:
         p = work / "eval.onnx"
@@ -291,6 +353,9 @@ def main(argv=None) -> int:
         r = ev.compute()
         evaluators.append(ev)
         row = {"row": label, "map50_95": r.map50_95, "map50": r.map50, "ap_small": r.ap_small}
+        outs = raw_outputs(model)
+        fp32_outs = fp32_outs or outs
+        row["output_error"] = output_error(outs, fp32_outs)
         if evaluators[1:]:  # agreement with FP32's own detections (score >= AGREEMENT_CONF) as the labels
             a = agreement(ev, evaluators[0]).compute()
             row.update(agreement_map50_95=a.map50_95, agreement_ap_small=a.ap_small)
@@ -312,17 +377,22 @@ def main(argv=None) -> int:
     lines = [f"# INT8 accuracy: {result['model']}, calibration {args.calib} ({stats.n_images} images), "
              f"validation {args.val} ({len(val_ds)} images)", "", f"`{cmd}`", "",
              "| model | mAP50-95 | mAP50 | AP-small | Δ mAP50-95 | 90 % CI of Δ | Δ AP-small | agreement with FP32 "
-             "(mAP50-95 / AP-small) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "(mAP50-95 / AP-small) | output error vs FP32 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         ci = row.get("delta_ci90")
         lines.append(f"| {row['row']} | {100 * row['map50_95']:.2f} | {100 * row['map50']:.2f} | "
                      f"{100 * row['ap_small']:.2f} | {row['delta_map50_95']:+.2f} | "
                      f"{'—' if ci is None else f'{ci[0]:+.2f} … {ci[1]:+.2f}'} | {row['delta_ap_small']:+.2f} | "
                      + (f"{100 * row['agreement_map50_95']:.2f} / {100 * row['agreement_ap_small']:.2f} |"
-                        if "agreement_map50_95" in row else "— |"))
+                        if "agreement_map50_95" in row else "— |")
+                     + (f" {row['output_error']:.3f} |" if row.get("output_error") is not None and row["row"] != "fp32"
+                        else " — |"))
     lines += ["", f"Agreement: the row's detections scored (pycocotools) against FP32's own detections with score "
               f">= {AGREEMENT_CONF} as the labels (100 = FP32 reproduced; less noisy than Δ against labels). "
+              "Output error: the mean over the validation images of the refinement's loss (squared score error "
+              "over all anchors and classes + FP32-score-weighted 1 - IoU of the boxes; precision/refine.py "
+              "output_loss) between the row's raw outputs and FP32's: smooth, so the least noisy of the three. "
               + (f"Head guard {guard_share:g}: {', '.join(guard)} kept FP16 in yolo-edge's rows (as the job does)."
                  if guard else "No head guard."),
               "", f"Calibration: {stats.n_images} images, one pass {pass_s:.1f} s; range selection "

@@ -535,13 +535,14 @@ def test_budget_loop_keeps_an_exclusion_only_when_it_also_brings_int8_closer_to_
 # --- the job, small ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def job(checkpoint, tmp_path_factory):
-    """``yolo-edge export --int8`` end to end at 128 px, static batch 2, 8 calibration and 4 validation images."""
+    """``yolo-edge export --int8`` end to end at 128 px, static batch 2, 8 calibration and 4 validation images,
+    with GPTQ weight rounding (the one setting off its default: the rest of the job is the default's)."""
     from yolo_edge.cli import main
 
     out = tmp_path_factory.mktemp("job")
     rc = main(["export", "--int8", "--model", str(checkpoint), "--imgsz", str(IMGSZ), "--static", "--batch", "2",
                "--out", str(out / "model.onnx"), "--calib-images", "8", "--val-images", "4",
-               "--max-map-drop", "none", "--quiet"])
+               "--max-map-drop", "none", "--int8-weight-rounding", "gptq", "--quiet"])
     return rc, out
 
 
@@ -611,6 +612,42 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
         assert e["amax_calibrated"] == pytest.approx(e["amax_by_method"]["entropy"], rel=1e-6)
         assert scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-6)
     assert sum(abs(e["amax"] / e["amax_calibrated"] - 1) > 0.01 for e in entries) >= len(entries) // 2
+
+
+def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
+    """``--int8-weight-rounding gptq`` rounds the INT8 weights by GPTQ (precision/rounding.py) with the mse scales:
+    the scales are those of nearest rounding, some levels differ from nearest, the rounding lowered
+    each layer's output error on the calibration images, and the TensorRT 10/11 file (FP16 scales)
+    carries the very INT8 weights of the FP32-scale file."""
+    from onnx import numpy_helper
+
+    from yolo_edge.precision.qdq import quantize_weight
+
+    _, out = job
+    info = read_spec_extra(out / "model.int8.onnx")
+    r = info["weight_rounding"]
+    raw = prepare(strip_nms(onnx.load(str(out / "model.onnx"))))
+    grouped = {n.name for n in raw.graph.node if n.op_type == "Conv"
+               and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    assert grouped and set(grouped) <= set(info["quantized_layers"])  # the depthwise convs keep nearest rounding
+    assert r["layers"] == len(info["quantized_layers"]) - len(grouped) and r["images"] == 8
+    assert all(after <= before for before, after in r["error"].values())
+    assert sum(after < before for before, after in r["error"].values()) >= r["layers"] // 2
+    f32 = onnx.load(str(out / "model.int8.fp32scales.onnx"))
+    f16 = onnx.load(str(out / "model.int8.onnx"))
+    i32 = {t.name: numpy_helper.to_array(t) for t in f32.graph.initializer}
+    i16 = {t.name: numpy_helper.to_array(t) for t in f16.graph.initializer}
+    src = {t.name: numpy_helper.to_array(t) for t in raw.graph.initializer}
+    differ = 0
+    weights = [k for k in i32 if k.endswith("_quantized")]
+    assert len(weights) == len(info["quantized_layers"])
+    for k in weights:
+        w = src[k[: -len("_quantized")]]
+        q0, s0 = quantize_weight(w, 0, "mse")
+        np.testing.assert_array_equal(i32[k[: -len("_quantized")] + "_scale"], s0)
+        np.testing.assert_array_equal(i16[k], i32[k])
+        differ += int((i32[k] != q0).sum())
+    assert differ > 0
 
 
 def read_spec_extra(path):

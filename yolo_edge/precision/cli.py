@@ -26,6 +26,8 @@ HEAD_GUARD_SHARE = 0.05  # = qdq.HEAD_GUARD_SHARE (kept here: no numpy import)
 REFINE_IMAGES = 32  # = refine.REFINE_IMAGES
 WEIGHT_SCALES = ("mse", "max")  # = qdq.WEIGHT_SCALES
 DEFAULT_WEIGHT_SCALE = "mse"  # = qdq.DEFAULT_WEIGHT_SCALE
+WEIGHT_ROUNDINGS = ("gptq", "nearest")  # = rounding.WEIGHT_ROUNDINGS
+DEFAULT_WEIGHT_ROUNDING = "nearest"  # = rounding.DEFAULT_WEIGHT_ROUNDING
 
 
 
@@ -89,6 +91,10 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--int8-weight-scale", choices=WEIGHT_SCALES, default=DEFAULT_WEIGHT_SCALE,
                    help="trt placement: each weight channel's INT8 scale: mse (default; the clipping of max|w| with "
                         "the least squared error of the INT8 weights) or max (max|w| / 127)")
+    g.add_argument("--int8-weight-rounding", choices=WEIGHT_ROUNDINGS, default=DEFAULT_WEIGHT_ROUNDING,
+                   help="trt placement: nearest (default; each weight to its nearest INT8 level) or gptq (each "
+                        "layer's INT8 weights rounded so that its output error on 64 calibration images is least, "
+                        "the scales unchanged; needs PyTorch, else nearest)")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
@@ -134,7 +140,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         int8_cpu_method=getattr(args, "int8_cpu_method", None),
         head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE),
         refine_images=getattr(args, "int8_refine", REFINE_IMAGES),
-        weight_scale=getattr(args, "int8_weight_scale", DEFAULT_WEIGHT_SCALE))
+        weight_scale=getattr(args, "int8_weight_scale", DEFAULT_WEIGHT_SCALE),
+        weight_rounding=getattr(args, "int8_weight_rounding", DEFAULT_WEIGHT_ROUNDING))
 
 
 def finish(result, t0: float) -> int:

@@ -59,6 +59,9 @@ class Int8Config:
             The ``conv`` placement (onnxruntime's quantizer) always uses ``max``.
         placement: ``trt`` (TensorRT's recommendations, see :func:`qdq_sites`) or ``conv`` (inputs of
             ``op_types`` layers only, the placement before issue 12).
+        int8_weights: ``trt`` placement: INT8 weights ``{initializer: (q, scale)}`` written instead of
+            nearest rounding (:func:`~yolo_edge.precision.rounding.gptq_weights`; made from data by the
+            precision job, so not part of equality).
     """
 
     method: str = DEFAULT_METHOD
@@ -68,6 +71,7 @@ class Int8Config:
     per_channel: bool = True
     placement: str = DEFAULT_PLACEMENT
     weight_scale: str = DEFAULT_WEIGHT_SCALE
+    int8_weights: Mapping[str, tuple] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
@@ -84,7 +88,8 @@ class Int8Config:
     def algorithm(self) -> dict:
         d = {"method": self.method, "symmetric": True, "per_channel": self.per_channel,
              "op_types": list(self.op_types), "placement": self.placement,
-             "weight_scale": self.weight_scale if self.placement == "trt" else "max"}
+             "weight_scale": self.weight_scale if self.placement == "trt" else "max",
+             "weight_rounding": "gptq" if self.int8_weights and self.placement == "trt" else "nearest"}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -141,7 +146,7 @@ def quantize_qdq(model, amax: Mapping[str, float], config: Int8Config = Int8Conf
         from .qdq import insert_qdq, qdq_sites
 
         return insert_qdq(model, qdq_sites(model, config, excluded), amax, per_channel=config.per_channel,
-                          weight_scale=config.weight_scale)
+                          weight_scale=config.weight_scale, int8_weights=config.int8_weights)
     ranges = TensorsData(q.CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.array(-abs(v), np.float32), highest=np.array(abs(v), np.float32))
         for k, v in amax.items()})

@@ -31,6 +31,7 @@ Steps (each printed with its time, long ones with a progress bar):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTI
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
 from .qdq import DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard
 from .refine import REFINE_IMAGES
+from .rounding import DEFAULT_WEIGHT_ROUNDING, ROUNDING_IMAGES, WEIGHT_ROUNDINGS
 
 BUDGET_EXIT_CODE = 2
 FP16_RANGE_IMAGES = 32  # calibration images for the FP16 overflow check when no INT8 model is made
@@ -85,6 +87,11 @@ class PrecisionConfig:
         weight_scale: ``trt`` placement: each weight channel's scale, ``mse`` (the clipping with the
             least squared error of its INT8 weights) or ``max`` (max|w| / 127); see
             :func:`~yolo_edge.precision.qdq.quantize_weight`.
+        weight_rounding: ``trt`` placement: ``gptq`` (each layer's INT8 weights rounded to lower its
+            output error on the first ``rounding_images`` calibration images,
+            :func:`~yolo_edge.precision.rounding.gptq_weights`; needs PyTorch, else nearest with a
+            note) or ``nearest``.
+        rounding_images: calibration images the ``gptq`` rounding gathers layer inputs from.
         refine_images: ``trt`` target: calibration images on which the activation ranges are refined
             end to end against FP32's outputs (:func:`~yolo_edge.precision.refine.refine_amax`; 0: off,
             the calibration method's ranges are used as they are).
@@ -132,6 +139,8 @@ class PrecisionConfig:
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
     head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
     weight_scale: str = DEFAULT_WEIGHT_SCALE  # trt placement: per-channel weight scales, mse | max
+    weight_rounding: str = DEFAULT_WEIGHT_ROUNDING  # trt placement: gptq | nearest
+    rounding_images: int = ROUNDING_IMAGES  # calibration images gptq gathers layer inputs from
     refine_images: int = REFINE_IMAGES  # trt target: images to refine the ranges on against FP32's outputs (0: off)
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
@@ -357,6 +366,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         raise YoloEdgeError(f"int8 target must be trt, ort-cpu or both, got {cfg.int8_target!r}")
     make_trt = cfg.int8 and cfg.int8_target in ("trt", "both")
     make_cpu = cfg.int8 and cfg.int8_target in ("ort-cpu", "both")
+    if cfg.weight_rounding not in WEIGHT_ROUNDINGS:
+        raise YoloEdgeError(f"weight rounding must be {' or '.join(WEIGHT_ROUNDINGS)}, got {cfg.weight_rounding!r}")
     if cfg.sensitivity not in ("auto", "always", "never"):
         raise YoloEdgeError(f"sensitivity must be auto, always or never, got {cfg.sensitivity!r}")
     fp32_path = Path(fp32_onnx)
@@ -392,8 +403,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if make_trt and cfg.placement == "trt" else []
         nodes = [n for n in nodes if n not in guard]
 
+        rounded = None  # RoundingResult once the weights are rounded (gptq)
+
         def icfg(extra: Sequence[str] = ()) -> Int8Config:
-            return cfg.int8_config([*guard, *extra])
+            return dataclasses.replace(cfg.int8_config([*guard, *extra]),
+                                       int8_weights=rounded.weights if rounded is not None else None)
 
         sampled = list(acts) if cfg.int8 else []
         if make_cpu:
@@ -467,8 +481,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         amax = stats.amax(cfg.method, cfg.percentile, names=acts)
     refined = None
     calibrated_amax = amax
+    if make_trt and cfg.placement == "trt" and cfg.weight_rounding == "gptq" and cfg.rounding_images > 0:
+        rounded = _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose)
     if make_trt and cfg.refine_images > 0:
-        amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose)
+        amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose,
+                                icfg().int8_weights)
     if cfg.fp16:
         with _Stage("fp16", verbose) as st:
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
@@ -613,7 +630,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         if qdq is not None:
             scales = activation_scales(qdq)
             cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
-                                 {**cfg.int8_config().algorithm(),
+                                 {**icfg().algorithm(),
                                   **({"refined_on_images": refined.images} if refined is not None and refined.kept
                                      else {})})
             int8_info = {"mode": "int8-qdq", "target": "trt", "symmetric": True, "weights": "per-channel (axis 0)",
@@ -623,6 +640,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                                     if l.op_type in cfg.op_types),
                          **({"auto_methods": auto_choice} if auto_choice else {}),
                          **({"refined": refined.to_dict()} if refined is not None else {}),
+                         "weight_rounding": rounded.to_dict() if rounded is not None else "nearest",
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
             int8_info["placement"] = cfg.placement
@@ -706,6 +724,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 "calibration": {**calib_info, "method": cfg.method,
                                 **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                                 "refined": refined.summary() if refined is not None else "no",
+                                "weight_rounding": rounded.summary() if rounded is not None else "nearest",
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
                                 "sqnr_images": len(batches)},
                 "evaluation": [r.to_dict() for r in rows],
@@ -768,7 +787,32 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                             and "no FP16 form" not in k["reason"]])
 
 
-def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
+def _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose):
+    """The GPTQ-rounded INT8 weights (:class:`~yolo_edge.precision.rounding.RoundingResult`) of the
+    quantized layers, from the first ``cfg.rounding_images`` calibration images; None, with a note,
+    when PyTorch is missing or the graph has an operator the interpreter cannot run."""
+    from .refine import UnsupportedGraph
+    from .rounding import gptq_weights
+
+    with _Stage("gptq", verbose) as st:
+        batches = list(calib.head(cfg.rounding_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+        try:
+            r = gptq_weights(raw, nodes, batches, cfg.int8_config().weight_scale, show_progress=verbose)
+        except ImportError:
+            st.detail = "skipped: PyTorch is not installed (weights rounded to nearest)"
+            notes.append("INT8 weights rounded to nearest: PyTorch is not installed for gptq")
+            return None
+        except (UnsupportedGraph, RuntimeError, ValueError, np.linalg.LinAlgError) as e:
+            why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"
+            st.detail = f"skipped: {why}"
+            notes.append(f"INT8 weights rounded to nearest (gptq failed: {why})")
+            _log(f"WARNING: gptq weight rounding failed ({why}); nearest rounding is used")
+            return None
+        st.detail = r.summary()
+    return r
+
+
+def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose, int8_weights=None):
     """``(amax, RefineResult | None)``: the ranges refined end to end against FP32's outputs on the
     first ``cfg.refine_images`` calibration images (precision/refine.py), or the calibrated ones with
     a note when PyTorch is missing or the graph has an operator the refinement cannot run."""
@@ -780,7 +824,7 @@ def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose):
         batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
         try:
             r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
-                            weight_scale=cfg.int8_config().algorithm()["weight_scale"])
+                            weight_scale=cfg.int8_config().algorithm()["weight_scale"], int8_weights=int8_weights)
         except ImportError:
             st.detail = "skipped: PyTorch is not installed (calibrated ranges used as they are)"
             notes.append("activation ranges not refined: PyTorch is not installed")

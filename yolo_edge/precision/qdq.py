@@ -244,12 +244,15 @@ def quantize_weight(w: np.ndarray, axis: int | None, scale: str = "max") -> tupl
 
 
 def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[str, float],
-               per_channel: bool = True, weight_scale: str = DEFAULT_WEIGHT_SCALE):
+               per_channel: bool = True, weight_scale: str = DEFAULT_WEIGHT_SCALE,
+               int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None):
     """A copy of ``model`` (FP32) with an activation Q/DQ pair (scale ``amax / 127``, zero point 0)
     on each tensor of ``sites`` that has an ``amax``, feeding the listed consumers, and INT8 weights
     with a ``DequantizeLinear`` for every weighted consumer (Conv, ConvTranspose, Gemm; MatMul with a
     constant input). ``weight_scale``: how each weight channel's scale is chosen
-    (:func:`quantize_weight`). Names follow onnxruntime.quantization (``<t>_QuantizeLinear_Output``,
+    (:func:`quantize_weight`); ``int8_weights``: ``{weight initializer: (q int8, scale)}`` written
+    as they are instead (per-channel weights rounded by :func:`~yolo_edge.precision.rounding.gptq_weights`).
+    Names follow onnxruntime.quantization (``<t>_QuantizeLinear_Output``,
     ``<w>_quantized``...). Returns the Q/DQ ``onnx.ModelProto``."""
     onnx = require("onnx")
     from onnx import helper, numpy_helper
@@ -289,7 +292,13 @@ def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[
             if w not in done:
                 arr = numpy_helper.to_array(inits[w])
                 axis = _weight_axis(n, arr) if per_channel else None
-                q, s = quantize_weight(arr, axis, weight_scale)
+                if per_channel and int8_weights and w in int8_weights:
+                    q, s = (np.asarray(v) for v in int8_weights[w])
+                    if q.shape != arr.shape or q.dtype != np.int8 or s.shape != (arr.shape[axis],):
+                        raise YoloEdgeError(f"rounded INT8 weight for {w!r} does not match it: q {q.shape} "
+                                            f"{q.dtype}, scale {s.shape}, weight {arr.shape}")
+                else:
+                    q, s = quantize_weight(arr, axis, weight_scale)
                 new_inits += [numpy_helper.from_array(q, f"{w}_quantized"),
                               numpy_helper.from_array(s, f"{w}_scale"),
                               numpy_helper.from_array(np.zeros(s.shape, np.int8), f"{w}_zero_point")]

@@ -55,11 +55,12 @@ class TorchGraph:
     where ``amax`` comes from the ``amax`` dict passed to :meth:`run`. ``weights`` names the weighted
     nodes whose constant weight (input 1) is fake-quantized per output channel, with the scales
     ``weight_scale`` picks (:func:`~yolo_edge.precision.qdq.quantize_weight`: the INT8 weights
-    ``insert_qdq`` writes).
+    ``insert_qdq`` writes), or the ``(q, scale)`` of ``int8_weights`` (by weight initializer name,
+    e.g. :func:`~yolo_edge.precision.rounding.gptq_weights`) where it has one.
     """
 
     def __init__(self, model, quant: Mapping[tuple[str, int], str] | None = None, weights: Iterable[str] = (),
-                 weight_scale: str = DEFAULT_WEIGHT_SCALE):
+                 weight_scale: str = DEFAULT_WEIGHT_SCALE, int8_weights: Mapping[str, tuple] | None = None):
         import torch
         from onnx import numpy_helper
 
@@ -80,7 +81,7 @@ class TorchGraph:
         for n in self.nodes:
             if n.name in set(weights) and len(n.input) > 1 and n.input[1] in self.consts:
                 w = self.consts[n.input[1]].numpy()
-                q, scale = quantize_weight(w, _weight_axis(n, w), weight_scale)
+                q, scale = (int8_weights or {}).get(n.input[1]) or quantize_weight(w, _weight_axis(n, w), weight_scale)
                 shape = [1] * w.ndim
                 if scale.ndim:
                     shape[_weight_axis(n, w)] = -1
@@ -89,9 +90,11 @@ class TorchGraph:
         if missing:
             raise UnsupportedGraph(f"operators not supported by the refinement interpreter: {', '.join(missing)}")
 
-    def run(self, x, amax: Mapping[str, object] | None = None, quantize: bool = True) -> list:
+    def run(self, x, amax: Mapping[str, object] | None = None, quantize: bool = True,
+            on_node: Callable | None = None) -> list:
         """Outputs of the graph for input ``x`` (a torch tensor); fake-quantized where configured
-        when ``quantize`` (``amax``: tensor name -> positive scalar tensor)."""
+        when ``quantize`` (``amax``: tensor name -> positive scalar tensor). ``on_node(node, attrs,
+        inputs)`` is called before each node runs (the inputs it reads)."""
         torch = self.torch
         env = dict(self.consts)
         env[self.input] = x
@@ -113,6 +116,8 @@ class TorchGraph:
                 elif quantize and i == 1 and n.name in self._wq:
                     v = self._wq[n.name]
                 ins.append(v)
+            if on_node is not None:
+                on_node(n, attrs, ins)
             out = _OPS[n.op_type](torch, ins, attrs, n)
             if not isinstance(out, (list, tuple)):
                 out = (out,)
@@ -377,7 +382,7 @@ REFINE_LR = 0.02
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
                 batches: Iterable[np.ndarray], epochs: int = REFINE_EPOCHS, lr: float = REFINE_LR,
                 accumulate: int = 4, show_progress: bool = False, weight_scale: str = DEFAULT_WEIGHT_SCALE,
-                seed: int = 0) -> RefineResult:
+                seed: int = 0, int8_weights: Mapping[str, tuple] | None = None) -> RefineResult:
     """Refined activation ranges (``{tensor: amax}``) for the Q/DQ sites of ``model``.
 
     Args:
@@ -388,6 +393,8 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
         amax: the calibrated ranges to start from.
         weighted: the weighted layers whose weights are quantized (the job's quantized nodes).
         weight_scale: how their per-channel scales are chosen (``Int8Config.weight_scale``).
+        int8_weights: rounded INT8 weights ``{initializer: (q, scale)}`` used instead of nearest
+            rounding (``Int8Config.int8_weights``).
         seed: of the order the batches are visited in each pass.
         batches: letterboxed float32 images ``(B, 3, H, W)`` (the batch size the graph takes); the
             FP32 outputs are computed once.
@@ -412,7 +419,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
                 if name == t:
                     quant[(c, i)] = t
     names = sorted({t for t in quant.values()})
-    g = TorchGraph(model, quant, weighted, weight_scale)
+    g = TorchGraph(model, quant, weighted, weight_scale, int8_weights)
     xs = [torch.from_numpy(np.ascontiguousarray(b)) for b in batches]
     n_images = sum(int(x.shape[0]) for x in xs)
     if not xs or not names:
