@@ -249,23 +249,17 @@ def main(argv=None) -> int:
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
             graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
                                refine_row(m, weight_scale, timing, "refine")))
-        if m == primary and args.also_weight_scale:
-            other = partial(_Int8Config, weight_scale=args.also_weight_scale,
-                            int8_weights=rounded(weight_rounding, args.also_weight_scale))
-            graphs.append((f"int8 {m}, {args.also_weight_scale} weight scales",
-                           quantize_qdq(raw, amaxes[m], other(method=m, exclude=tuple(guard)), tail.nodes)))
+        for scale, rounding, what in ((args.also_weight_scale, weight_rounding, "weight scales"),
+                                      (weight_scale, args.also_weight_rounding, "weight rounding")):
+            other = args.also_weight_scale if what == "weight scales" else args.also_weight_rounding
+            if m != primary or not other:
+                continue  # the default method's calibrated and refined rows with other weights
+            cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale))
+            graphs.append((f"int8 {m}, {other} {what}",
+                           quantize_qdq(raw, amaxes[m], cfg(method=m, exclude=tuple(guard)), tail.nodes)))
             if refine_n > 0:
-                graphs.append((f"int8 {m} + refined ranges, {args.also_weight_scale} weight scales",
-                               refine_row(m, args.also_weight_scale, timing, f"refine_{args.also_weight_scale}")))
-        if m == primary and args.also_weight_rounding:
-            other = partial(_Int8Config, weight_scale=weight_scale,
-                            int8_weights=rounded(args.also_weight_rounding, weight_scale))
-            graphs.append((f"int8 {m}, {args.also_weight_rounding} weight rounding",
-                           quantize_qdq(raw, amaxes[m], other(method=m, exclude=tuple(guard)), tail.nodes)))
-            if refine_n > 0:
-                graphs.append((f"int8 {m} + refined ranges, {args.also_weight_rounding} weight rounding",
-                               refine_row(m, weight_scale, timing, f"refine_{args.also_weight_rounding}",
-                                          args.also_weight_rounding)))
+                graphs.append((f"int8 {m} + refined ranges, {other} {what}",
+                               refine_row(m, scale, timing, f"refine_{other}", rounding)))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():

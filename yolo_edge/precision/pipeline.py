@@ -787,57 +787,55 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                             and "no FP16 form" not in k["reason"]])
 
 
+def _torch_step(stage: str, step: Callable, not_done: str, instead: str, notes: list, verbose: bool):
+    """Run ``step()`` (a step on the refinement's PyTorch interpreter) as stage ``stage`` and return
+    its result; None, with a note ``"<not_done>: <why>"`` (and a warning), when PyTorch is missing or
+    the interpreter cannot run the graph (``instead`` says what is used then)."""
+    from .refine import UnsupportedGraph
+
+    with _Stage(stage, verbose) as st:
+        try:
+            r = step()
+        except ImportError:
+            st.detail = f"skipped: PyTorch is not installed ({instead})"
+            notes.append(f"{not_done}: PyTorch is not installed")
+            return None
+        except (UnsupportedGraph, RuntimeError, ValueError, IndexError, KeyError, np.linalg.LinAlgError) as e:
+            why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"
+            st.detail = f"skipped: {why}"
+            notes.append(f"{not_done}: {why}")
+            _log(f"WARNING: {not_done} ({why}); {instead}")
+            return None
+        st.detail = r.summary()
+    return r
+
+
 def _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose):
     """The GPTQ-rounded INT8 weights (:class:`~yolo_edge.precision.rounding.RoundingResult`) of the
     quantized layers, from the first ``cfg.rounding_images`` calibration images; None, with a note,
     when PyTorch is missing or the graph has an operator the interpreter cannot run."""
-    from .refine import UnsupportedGraph
     from .rounding import gptq_weights
 
-    with _Stage("gptq", verbose) as st:
-        batches = list(calib.head(cfg.rounding_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
-        try:
-            r = gptq_weights(raw, nodes, batches, cfg.int8_config().weight_scale, show_progress=verbose)
-        except ImportError:
-            st.detail = "skipped: PyTorch is not installed (weights rounded to nearest)"
-            notes.append("INT8 weights rounded to nearest: PyTorch is not installed for gptq")
-            return None
-        except (UnsupportedGraph, RuntimeError, ValueError, np.linalg.LinAlgError) as e:
-            why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"
-            st.detail = f"skipped: {why}"
-            notes.append(f"INT8 weights rounded to nearest (gptq failed: {why})")
-            _log(f"WARNING: gptq weight rounding failed ({why}); nearest rounding is used")
-            return None
-        st.detail = r.summary()
-    return r
+    batches = list(calib.head(cfg.rounding_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+    return _torch_step("gptq", lambda: gptq_weights(raw, nodes, batches, cfg.int8_config().weight_scale,
+                                                    show_progress=verbose),
+                       "INT8 weights not rounded by gptq", "nearest rounding is used", notes, verbose)
 
 
 def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose, int8_weights=None):
     """``(amax, RefineResult | None)``: the ranges refined end to end against FP32's outputs on the
     first ``cfg.refine_images`` calibration images (precision/refine.py), or the calibrated ones with
     a note when PyTorch is missing or the graph has an operator the refinement cannot run."""
-    from .refine import UnsupportedGraph, refine_amax
+    from .refine import refine_amax
 
     sites = {t: [c for c in cs if c not in skip] for t, cs in acts.items()}
     sites = {t: cs for t, cs in sites.items() if cs}
-    with _Stage("refine", verbose) as st:
-        batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
-        try:
-            r = refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
-                            weight_scale=cfg.int8_config().algorithm()["weight_scale"], int8_weights=int8_weights)
-        except ImportError:
-            st.detail = "skipped: PyTorch is not installed (calibrated ranges used as they are)"
-            notes.append("activation ranges not refined: PyTorch is not installed")
-            return amax, None
-        except (UnsupportedGraph, RuntimeError, ValueError, IndexError, KeyError) as e:
-            # the interpreter could not run this graph: keep the calibrated ranges, loudly
-            why = str(e) if isinstance(e, UnsupportedGraph) else f"{type(e).__name__}: {e}"
-            st.detail = f"skipped: {why}"
-            notes.append(f"activation ranges not refined: {why}")
-            _log(f"WARNING: activation ranges not refined ({why}); the calibrated ranges are used")
-            return amax, None
-        st.detail = r.summary()
-    return r.amax, r
+    batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+    r = _torch_step("refine", lambda: refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
+                                                  weight_scale=cfg.int8_config().algorithm()["weight_scale"],
+                                                  int8_weights=int8_weights),
+                    "activation ranges not refined", "the calibrated ranges are used", notes, verbose)
+    return (amax, None) if r is None else (r.amax, r)
 
 
 def _precision_maps(paths: dict) -> dict:

@@ -132,14 +132,14 @@ def gptq_weights(model, weighted: Iterable[str], batches: Iterable[np.ndarray], 
     import torch.nn.functional as F
 
     from ..deps import progress
-    from .refine import TorchGraph
+    from .refine import TorchGraph, _attrs
 
     t0 = time.perf_counter()
     by_name = {n.name: n for n in model.graph.node}
     inits = {t.name: t for t in model.graph.initializer}
-    want = {n for n in weighted if n in by_name and by_name[n].op_type == "Conv" and by_name[n].input[1] in inits}
+    want = {n for n in weighted if n in by_name and by_name[n].op_type == "Conv" and by_name[n].input[1] in inits
+            and _attrs(by_name[n]).get("group", 1) == 1}
     g = TorchGraph(model)
-    want = {n for n in want if g.attrs[g.nodes.index(by_name[n])].get("group", 1) == 1}
     sums: dict[str, object] = {}
     counts: dict[str, int] = {}
     gen = torch.Generator().manual_seed(seed)
