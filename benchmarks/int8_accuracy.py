@@ -85,6 +85,11 @@ def main(argv=None) -> int:
                     help="INT8 weight rounding of yolo-edge's rows (default: the job's; precision/rounding.py)")
     ap.add_argument("--also-weight-rounding", default=None, choices=("gptq", "nearest"),
                     help="two more rows for the default method with this weight rounding: calibrated and refined ranges")
+    ap.add_argument("--shift", default=None, choices=("all", "unpadded", "off"),
+                    help="activation grids moved over [lower bound, amax] in yolo-edge's rows (default: the job's; "
+                         "precision/qdq.py shift_activations)")
+    ap.add_argument("--also-shift", default=None, choices=("all", "unpadded", "off"),
+                    help="two more rows for the default method with this shift: calibrated and refined ranges")
     ap.add_argument("--refine-seed", type=int, default=0,
                     help="order in which the refinement visits its images (refine_amax seed; the job uses 0)")
     ap.add_argument("--refine", type=int, default=None, metavar="N",
@@ -125,11 +130,13 @@ def main(argv=None) -> int:
 
     from yolo_edge.precision.qdq import DEFAULT_WEIGHT_SCALE
 
+    from yolo_edge.precision.qdq import DEFAULT_SHIFT, shift_bounds
     from yolo_edge.precision.rounding import DEFAULT_WEIGHT_ROUNDING
 
     weight_scale = args.weight_scale or DEFAULT_WEIGHT_SCALE
     weight_rounding = args.weight_rounding or DEFAULT_WEIGHT_ROUNDING
-    Int8Config = partial(_Int8Config, weight_scale=weight_scale)  # rebound with the rounded weights below
+    shift = args.shift or DEFAULT_SHIFT
+    Int8Config = partial(_Int8Config, weight_scale=weight_scale, shift=shift)  # rebound with the rounded weights below
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.out)
@@ -216,22 +223,24 @@ def main(argv=None) -> int:
         return tables[kind, scale]
 
     # every yolo-edge row: the job's weight scales and rounding
-    Int8Config = partial(_Int8Config, weight_scale=weight_scale, int8_weights=rounded(weight_rounding, weight_scale))
+    Int8Config = partial(_Int8Config, weight_scale=weight_scale, int8_weights=rounded(weight_rounding, weight_scale),
+                         shift=shift)
 
-    def refine_row(m, scale, timing, key, rounding=weight_rounding):
-        """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``
-        and weight ``rounding``: the Q/DQ graph as the job writes it."""
+    def refine_row(m, scale, timing, key, rounding=weight_rounding, shift=shift):
+        """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``,
+        weight ``rounding`` and activation ``shift``: the Q/DQ graph as the job writes it."""
         from yolo_edge.precision.refine import refine_amax
 
-        cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale))
+        cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale), shift=shift)
         sites = {t: [c for c, _ in uses if c not in guard]
                  for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
         sites = {t: cs for t, cs in sites.items() if cs}
+        lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if t in amaxes[m]}, shift)
         r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
                         list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale,
-                        seed=args.refine_seed, int8_weights=rounded(rounding, scale))
+                        seed=args.refine_seed, int8_weights=rounded(rounding, scale), lower=lower)
         timing[key] = r.to_dict()
-        _log(f"refine ({scale} weight scales, {rounding} rounding): {r.summary()}")
+        _log(f"refine ({scale} weight scales, {rounding} rounding, shift {shift}): {r.summary()}")
         return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)
 
     for m in args.methods:
@@ -249,17 +258,18 @@ def main(argv=None) -> int:
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
             graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
                                refine_row(m, weight_scale, timing, "refine")))
-        for scale, rounding, what in ((args.also_weight_scale, weight_rounding, "weight scales"),
-                                      (weight_scale, args.also_weight_rounding, "weight rounding")):
-            other = args.also_weight_scale if what == "weight scales" else args.also_weight_rounding
+        for scale, rounding, shf, other, what in (
+                (args.also_weight_scale, weight_rounding, shift, args.also_weight_scale, "weight scales"),
+                (weight_scale, args.also_weight_rounding, shift, args.also_weight_rounding, "weight rounding"),
+                (weight_scale, weight_rounding, args.also_shift, args.also_shift, "shift")):
             if m != primary or not other:
-                continue  # the default method's calibrated and refined rows with other weights
-            cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale))
+                continue  # the default method's calibrated and refined rows with other weights / shift
+            cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale), shift=shf)
             graphs.append((f"int8 {m}, {other} {what}",
                            quantize_qdq(raw, amaxes[m], cfg(method=m, exclude=tuple(guard)), tail.nodes)))
             if refine_n > 0:
                 graphs.append((f"int8 {m} + refined ranges, {other} {what}",
-                               refine_row(m, scale, timing, f"refine_{other}", rounding)))
+                               refine_row(m, scale, timing, f"refine_{other}_{what.replace(' ', '_')}", rounding, shf)))
 
     notes = []
     if args.modelopt_python and Path(args.modelopt_python).exists():

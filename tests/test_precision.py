@@ -32,7 +32,7 @@ from yolo_edge.precision.fp16 import convert_fp16, overflow_tensors  # noqa: E40
 from yolo_edge.precision.graph import find_decode_tail, prepare, strip_nms, tensor_types  # noqa: E402
 from yolo_edge.precision.int8 import (  # noqa: E402
     Int8Config, activation_inputs, qdq_layers, quantizable_nodes, quantize_qdq)
-from yolo_edge.precision.report import measure_sqnr, sqnr_db  # noqa: E402
+from yolo_edge.precision.report import measure_sqnr, sqnr_db, unshifted_view  # noqa: E402
 from yolo_edge.precision.sensitivity import (  # noqa: E402
     exclude_until_within_budget, layer_sensitivity, output_error, switchable_model)
 from yolo_edge.spec import LetterboxSpec, NmsSpec  # noqa: E402
@@ -283,13 +283,16 @@ def test_sqnr_of_the_input_equals_numpy_quantize_dequantize(graph, qdq, stats):
         pairs.update(layer.activations)
         scales.update(layer.scales)
     x = np.concatenate(list(ImageSet("synthetic:calib", 2).batches(LB, 2)))
-    res = measure_sqnr(raw, qdq, pairs, [x], scales)
-    s = scales["images"]
-    ref = np.clip(np.round(x / s), -128, 127) * s  # the reference, written out
+    view, pairs, scales, offsets = unshifted_view(qdq, pairs, scales)
+    res = measure_sqnr(raw, view, pairs, [x], scales, offsets)
+    # the image (>= 0) is on the shifted grid over [0, amax] (qdq.shift_activations): c a whole number of steps
+    s, c = scales["images"], offsets["images"]
+    amax = stats.tensors["images"].amax(DEFAULT_METHOD)
+    assert s == pytest.approx(amax / 254, rel=1e-6) and c / s == pytest.approx(round(c / s), abs=1e-3)
+    ref = np.clip(np.round((x - c) / s), -128, 127) * s + c  # the reference, written out
     expected = 10 * math.log10(float((x.astype(np.float64) ** 2).sum()) / float(((x - ref) ** 2).sum()))
     assert res["images"]["sqnr_db"] == pytest.approx(expected, abs=1e-3)  # the input has no upstream error
     assert res["images"]["local_sqnr_db"] == pytest.approx(expected, abs=1e-3)
-    assert s == pytest.approx(stats.tensors["images"].amax(DEFAULT_METHOD) / 127, rel=1e-6)
     deep = [t for t in pairs if t != "images"]
     assert all(res[t]["sqnr_db"] <= res[t]["local_sqnr_db"] + 1.0 for t in deep)  # error accumulates
     assert {"boxes", "scores"} <= set(res)
@@ -606,11 +609,23 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
     assert info["refined"]["final_loss"] < info["refined"]["initial_loss"]
     data = json.loads((out / "report" / "report.json").read_text())
     assert data["calibration"]["refined"].startswith("8 images") and "refined ranges used" in data["calibration"]["refined"]
-    scales = activation_scales(onnx.load(str(out / "model.int8.fp32scales.onnx")))
+    from yolo_edge.precision.qdq import shifted_tensors
+
+    f32 = onnx.load(str(out / "model.int8.fp32scales.onnx"))
+    scales, shifts = activation_scales(f32), shifted_tensors(f32)
+    by_source: dict[str, list[str]] = {}
+    for z, sh in shifts.items():
+        by_source.setdefault(sh["source"], []).append(z)
     entries = data["tensors"]
     for e in entries:
         assert e["amax_calibrated"] == pytest.approx(e["amax_by_method"]["entropy"], rel=1e-6)
-        assert scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-6)
+        if e["tensor"] in by_source:  # a shifted grid (qdq.shift_activations): amax is its top, 2c - amax its bottom
+            for z in by_source[e["tensor"]]:
+                assert scales[z] == pytest.approx((e["amax"] - e["shift"]) / 127.0, rel=1e-5)
+                assert shifts[z]["shift"] == pytest.approx(e["shift"], rel=1e-6)
+        else:
+            assert "shift" not in e and scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-6)
+    assert sum(e["tensor"] in by_source for e in entries) >= len(entries) // 2  # SiLU outputs read by convs
     assert sum(abs(e["amax"] / e["amax_calibrated"] - 1) > 0.01 for e in entries) >= len(entries) // 2
 
 

@@ -106,7 +106,8 @@ def test_the_qdq_graph_convolves_with_the_chosen_int8_weights(weight_scale):
     rng = np.random.default_rng(4)
     w = (rng.standard_t(2, (8, 4, 3, 3)) * 0.1).astype(np.float32)
     x = (np.round(rng.uniform(-1, 1, (1, 4, 8, 8)) * 127) / 127).astype(np.float32)
-    q = quantize_qdq(_one_conv(w), {"x": 1.0}, Int8Config(weight_scale=weight_scale))
+    # shift off: x here spans [-1, 1], not an image in [0, 1] (the shifted grid assumes DESIGN §2 inputs)
+    q = quantize_qdq(_one_conv(w), {"x": 1.0}, Int8Config(weight_scale=weight_scale, shift="off"))
     assert Int8Config(weight_scale=weight_scale).algorithm()["weight_scale"] == weight_scale
     want_w = np.empty_like(w)
     for c in range(8):

@@ -28,6 +28,8 @@ WEIGHT_SCALES = ("mse", "max")  # = qdq.WEIGHT_SCALES
 DEFAULT_WEIGHT_SCALE = "mse"  # = qdq.DEFAULT_WEIGHT_SCALE
 WEIGHT_ROUNDINGS = ("gptq", "nearest")  # = rounding.WEIGHT_ROUNDINGS
 DEFAULT_WEIGHT_ROUNDING = "nearest"  # = rounding.DEFAULT_WEIGHT_ROUNDING
+SHIFTS = ("all", "unpadded", "off")  # = qdq.SHIFTS
+DEFAULT_SHIFT = "all"  # = qdq.DEFAULT_SHIFT
 
 
 
@@ -95,6 +97,12 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="trt placement: nearest (default; each weight to its nearest INT8 level) or gptq (each "
                         "layer's INT8 weights rounded so that its output error on 64 calibration images is least, "
                         "the scales unchanged; needs PyTorch, else nearest)")
+    g.add_argument("--int8-shift", choices=SHIFTS, default=DEFAULT_SHIFT,
+                   help="trt placement: activations that never go below a small bound (SiLU, Sigmoid outputs, the "
+                        "image) are quantized over [bound, amax] instead of [-amax, amax], with the shift folded "
+                        "into the consumer convolutions' biases: half the INT8 step. all (default): every such "
+                        "tensor read only by convolutions (padded ones get an explicit Pad); unpadded: only those "
+                        "read by unpadded convolutions (no layer but a Sub); off")
     g.add_argument("--int8-target", choices=("trt", "ort-cpu", "both"), default="trt",
                    help="trt (default): <name>.int8.onnx, Q/DQ for TensorRT (slower than FP32 in ONNX Runtime on a "
                         "CPU); ort-cpu: <name>.int8-cpu.onnx, Q/DQ that ONNX Runtime fuses into integer kernels "
@@ -141,7 +149,8 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE),
         refine_images=getattr(args, "int8_refine", REFINE_IMAGES),
         weight_scale=getattr(args, "int8_weight_scale", DEFAULT_WEIGHT_SCALE),
-        weight_rounding=getattr(args, "int8_weight_rounding", DEFAULT_WEIGHT_ROUNDING))
+        weight_rounding=getattr(args, "int8_weight_rounding", DEFAULT_WEIGHT_ROUNDING),
+        shift=getattr(args, "int8_shift", DEFAULT_SHIFT))
 
 
 def finish(result, t0: float) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 from ..deps import require
 from ..errors import YoloEdgeError
 from .calibration import DEFAULT_METHOD, DEFAULT_PERCENTILE, METHODS
-from .qdq import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
+from .qdq import DEFAULT_SHIFT, DEFAULT_WEIGHT_SCALE, SHIFTS, WEIGHT_SCALES
 
 DEFAULT_OP_TYPES = ("Conv",)
 # trt: TensorRT's Q/DQ placement recommendations (weighted-layer inputs, residual Add input, MaxPool input);
@@ -62,6 +62,9 @@ class Int8Config:
         int8_weights: ``trt`` placement: INT8 weights ``{initializer: (q, scale)}`` written instead of
             nearest rounding (:func:`~yolo_edge.precision.rounding.gptq_weights`; made from data by the
             precision job, so not part of equality).
+        shift: ``trt`` placement: which activations with a static lower bound (SiLU, Sigmoid, the
+            image) get an INT8 grid moved over their range instead of centred on 0 (``all``,
+            ``unpadded``, ``off``; see :func:`~yolo_edge.precision.qdq.shift_activations`).
     """
 
     method: str = DEFAULT_METHOD
@@ -72,12 +75,15 @@ class Int8Config:
     placement: str = DEFAULT_PLACEMENT
     weight_scale: str = DEFAULT_WEIGHT_SCALE
     int8_weights: Mapping[str, tuple] | None = field(default=None, compare=False, repr=False)
+    shift: str = DEFAULT_SHIFT
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
             raise YoloEdgeError(f"unknown Q/DQ placement {self.placement!r}; choose from {', '.join(PLACEMENTS)}")
         if self.weight_scale not in WEIGHT_SCALES:
             raise YoloEdgeError(f"unknown weight scale {self.weight_scale!r}; choose from {', '.join(WEIGHT_SCALES)}")
+        if self.shift not in SHIFTS:
+            raise YoloEdgeError(f"unknown activation shift {self.shift!r}; choose from {', '.join(SHIFTS)}")
         if self.method not in METHODS:
             raise YoloEdgeError(f"unknown calibration method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0 < self.percentile <= 100:
@@ -89,7 +95,8 @@ class Int8Config:
         d = {"method": self.method, "symmetric": True, "per_channel": self.per_channel,
              "op_types": list(self.op_types), "placement": self.placement,
              "weight_scale": self.weight_scale if self.placement == "trt" else "max",
-             "weight_rounding": "gptq" if self.int8_weights and self.placement == "trt" else "nearest"}
+             "weight_rounding": "gptq" if self.int8_weights and self.placement == "trt" else "nearest",
+             "shift": self.shift if self.placement == "trt" else "off"}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -146,7 +153,7 @@ def quantize_qdq(model, amax: Mapping[str, float], config: Int8Config = Int8Conf
         from .qdq import insert_qdq, qdq_sites
 
         return insert_qdq(model, qdq_sites(model, config, excluded), amax, per_channel=config.per_channel,
-                          weight_scale=config.weight_scale, int8_weights=config.int8_weights)
+                          weight_scale=config.weight_scale, int8_weights=config.int8_weights, shift=config.shift)
     ranges = TensorsData(q.CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.array(-abs(v), np.float32), highest=np.array(abs(v), np.float32))
         for k, v in amax.items()})

@@ -48,7 +48,7 @@ from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, wr
 from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
-from .qdq import DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard
+from .qdq import DEFAULT_SHIFT, DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard
 from .refine import REFINE_IMAGES
 from .rounding import DEFAULT_WEIGHT_ROUNDING, ROUNDING_IMAGES, WEIGHT_ROUNDINGS
 
@@ -92,6 +92,9 @@ class PrecisionConfig:
             :func:`~yolo_edge.precision.rounding.gptq_weights`; needs PyTorch, else nearest with a
             note) or ``nearest``.
         rounding_images: calibration images the ``gptq`` rounding gathers layer inputs from.
+        shift: ``trt`` placement: which activations with a static lower bound get an INT8 grid moved
+            over their range (``all``, ``unpadded``, ``off``;
+            :func:`~yolo_edge.precision.qdq.shift_activations`).
         refine_images: ``trt`` target: calibration images on which the activation ranges are refined
             end to end against FP32's outputs (:func:`~yolo_edge.precision.refine.refine_amax`; 0: off,
             the calibration method's ranges are used as they are).
@@ -142,11 +145,12 @@ class PrecisionConfig:
     weight_rounding: str = DEFAULT_WEIGHT_ROUNDING  # trt placement: gptq | nearest
     rounding_images: int = ROUNDING_IMAGES  # calibration images gptq gathers layer inputs from
     refine_images: int = REFINE_IMAGES  # trt target: images to refine the ranges on against FP32's outputs (0: off)
+    shift: str = DEFAULT_SHIFT  # trt placement: activation grids moved over [lower bound, amax]: all | unpadded | off
 
     def int8_config(self, exclude: Sequence[str] = ()) -> Int8Config:
         return Int8Config(method=self.method, percentile=self.percentile, op_types=tuple(self.op_types),
                           exclude=tuple(self.exclude) + tuple(exclude), placement=self.placement,
-                          weight_scale=self.weight_scale)
+                          weight_scale=self.weight_scale, shift=self.shift)
 
 
 @dataclass
@@ -703,7 +707,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     # 9. report --------------------------------------------------------------------------------
     report_dir = None
     if qdq is not None:
-        from .report import measure_sqnr, tensor_entries, weight_sqnr, write_report
+        from .qdq import shifted_tensors
+        from .report import measure_sqnr, tensor_entries, unshifted_view, weight_sqnr, write_report
 
         with _Stage("report", verbose) as st:
             batches = list(calib.head(cfg.report_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
@@ -712,10 +717,13 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             for layer in layers.values():
                 pairs.update(layer.activations)
                 scales.update(layer.scales)
-            sq = measure_sqnr(raw, qdq, pairs, batches, scales)
-            final_amax = {t: scales[t] * 127.0 for t in pairs}
+            shifts = shifted_tensors(qdq)
+            view, pairs, scales, offsets = unshifted_view(qdq, pairs, scales)
+            sq = measure_sqnr(raw, view, pairs, batches, scales, offsets)
+            final_amax = {t: offsets.get(t, 0.0) + scales[t] * 127.0 for t in pairs}  # the top of each grid
             entries = tensor_entries(stats, final_amax, acts, sq, cfg.percentile,
-                                     calibrated=calibrated_amax if refined is not None and refined.kept else None)
+                                     calibrated=calibrated_amax if refined is not None and refined.kept else None,
+                                     offsets=offsets)
             wsq = weight_sqnr(raw, qdq)
             pmap = _precision_maps(paths)
             report = {
@@ -733,7 +741,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                 "outputs": {k: v for k, v in sq.items() if k not in pairs},
                 "int8": int8_info,
                 "layers": [{"node": n, "op_type": l.op_type, "weight_sqnr_db": wsq.get(n),
-                            "inputs": list(l.activations)} for n, l in layers.items()],
+                            "inputs": list(dict.fromkeys(shifts[t]["source"] if t in shifts else t
+                                                         for t in l.activations))} for n, l in layers.items()],
                 "fp16": {"kept": fp16_res.kept, "overflow": fp16_res.overflow} if fp16_res else {},
                 "sensitivity": sens_report,
                 "flag_counts": {f: sum(f in e["flags"] for e in entries)
@@ -828,12 +837,16 @@ def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose, 
     a note when PyTorch is missing or the graph has an operator the refinement cannot run."""
     from .refine import refine_amax
 
+    from .qdq import shift_bounds
+
     sites = {t: [c for c in cs if c not in skip] for t, cs in acts.items()}
     sites = {t: cs for t, cs in sites.items() if cs}
+    algo = cfg.int8_config().algorithm()
+    lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if t in amax}, algo["shift"])
     batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
     r = _torch_step("refine", lambda: refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
-                                                  weight_scale=cfg.int8_config().algorithm()["weight_scale"],
-                                                  int8_weights=int8_weights),
+                                                  weight_scale=algo["weight_scale"],
+                                                  int8_weights=int8_weights, lower=lower),
                     "activation ranges not refined", "the calibrated ranges are used", notes, verbose)
     return (amax, None) if r is None else (r.amax, r)
 

@@ -243,15 +243,194 @@ def quantize_weight(w: np.ndarray, axis: int | None, scale: str = "max") -> tupl
     return np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8), s
 
 
+# --- shifted activation grids ---------------------------------------------------------------
+# TensorRT's INT8 is symmetric (zero point 0), so a tensor that never goes below a small lower bound
+# (SiLU's outputs >= -0.2785, a Sigmoid's >= 0, the image >= 0) uses only the levels from about 0 to
+# 127 of its grid: 7 of the 8 bits. When every quantized consumer of such a tensor is a convolution,
+# the grid can be moved over the tensor's real range [lo, amax] for free: the graph quantizes
+# ``z = x - c`` (a ``Sub`` before the ``QuantizeLinear``; TensorRT fuses it into the producer's
+# pointwise epilogue like the activation) with scale ``(amax - lo) / 254``, and each consumer
+# convolution gets ``c * sum(W_int8 * w_scale)`` added to its bias, which is exactly what the shift
+# took away: ``conv(z + c, Wq) + b = conv(z, Wq) + (b + c * sum Wq)``. The step is half the
+# symmetric one. A padded convolution would pad ``z`` with zeros, i.e. ``x`` with ``c``, so with
+# ``shift="all"`` its input is padded explicitly first (``Pad`` with 0, then ``Sub``; the
+# convolution's own pads become 0), and ``c`` is a whole number of steps so that the padded border
+# dequantizes to exactly 0. ``shift="unpadded"`` shifts only tensors read by unpadded convolutions
+# (no extra layer but the ``Sub``), ``"off"`` none.
+SHIFTS = ("all", "unpadded", "off")
+DEFAULT_SHIFT = "all"
+SHIFT_SUFFIX = "_shifted"
+
+
+def _node_attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _conv_pads(node) -> list[int]:
+    return [int(v) for v in _node_attrs(node).get("pads", [])]
+
+
+def shift_bounds(model, uses: Mapping[str, Iterable[str]], shift: str = DEFAULT_SHIFT,
+                 bounds: Mapping[str, float] | None = None) -> dict[str, float]:
+    """``{activation tensor: lower bound}`` of the Q/DQ sites (``{tensor: [consumer node, ...]}``)
+    that get a shifted INT8 grid under ``shift`` (see :data:`SHIFTS`): the tensor has a static lower
+    bound (:func:`~yolo_edge.precision.calibration.lower_bounds`; ``bounds`` overrides it) and every
+    listed consumer is a convolution with constant weights reading it as its data input (unpadded
+    ones only for ``"unpadded"``)."""
+    if shift not in SHIFTS:
+        raise YoloEdgeError(f"unknown activation shift {shift!r}; choose from {', '.join(SHIFTS)}")
+    if shift == "off":
+        return {}
+    from .calibration import lower_bounds
+    from .graph import initializer_names
+
+    bounds = lower_bounds(model) if bounds is None else bounds
+    consts = initializer_names(model)
+    by_name = {n.name: n for n in model.graph.node}
+    out = {}
+    for t, consumers in uses.items():
+        lo = bounds.get(t)
+        consumers = list(consumers)
+        if lo is None or not np.isfinite(lo) or not consumers:
+            continue
+
+        def ok(c):
+            n = by_name.get(c)
+            if n is None or n.op_type != "Conv" or n.input[0] != t or len(n.input) < 2 or n.input[1] not in consts:
+                return False
+            if _node_attrs(n).get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+                return False
+            return shift == "all" or not any(_conv_pads(n))
+
+        if all(ok(c) for c in consumers):
+            out[t] = float(lo)
+    return out
+
+
+def shift_of(amax: float, lower: float) -> tuple[float, float]:
+    """``(c, scale)`` of the shifted grid over ``[lower, amax]``: ``scale = (amax - lower) / 254`` and
+    ``c`` the whole number of steps nearest the middle of the range (so 0 is on the grid)."""
+    s = np.float32((float(amax) - float(lower)) / 254.0)
+    if not s > 0:
+        raise YoloEdgeError(f"shifted grid needs amax > lower bound, got {amax} and {lower}")
+    k = np.round((float(amax) + float(lower)) / (2.0 * float(s)))
+    return float(np.float32(k * s)), float(s)
+
+
+def shift_activations(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[str, float],
+                      lower: Mapping[str, float], per_channel: bool = True,
+                      weight_scale: str = DEFAULT_WEIGHT_SCALE,
+                      int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    """The float graph with the shifted sites of ``lower`` (:func:`shift_bounds`) rewritten:
+    ``x -> Sub(c) [-> Pad(-c)] -> consumer convolution``, each consumer's bias corrected by ``c``
+    times the sum of the INT8 weights that :func:`insert_qdq` will write (same ``weight_scale`` /
+    ``int8_weights``). A padded consumer reads ``x - c`` padded with ``-c`` (``x`` padded with 0,
+    exactly an INT8 level since ``c`` is a whole number of steps: TensorRT may move the Q before the
+    Pad) and its own pads become 0. Returns ``(model, sites, amax)`` for :func:`insert_qdq`: the
+    shifted tensors replace the original ones, with ``amax = 127 * scale`` (:func:`shift_of`)."""
+    from onnx import helper, numpy_helper
+
+    from .graph import copy_model
+
+    m = copy_model(model)
+    g = m.graph
+    by_name = {n.name: n for n in g.node}
+    inits = {t.name: t for t in g.initializer}
+    opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    new_sites = {t: list(u) for t, u in sites.items()}
+    new_amax = dict(amax)
+    new_nodes, new_inits = [], []
+    for t, lo in lower.items():
+        if t not in sites or t not in amax or not float(amax[t]) > lo:
+            continue
+        c, s = shift_of(amax[t], lo)
+        groups: dict[tuple, list[tuple[str, int]]] = {}
+        for node, idx in sites[t]:
+            groups.setdefault(tuple(_conv_pads(by_name[node])), []).append((node, idx))
+        del new_sites[t]
+        z = f"{t}{SHIFT_SUFFIX}"
+        new_inits.append(numpy_helper.from_array(np.asarray(c, np.float32), f"{z}_c"))
+        new_nodes.append(helper.make_node("Sub", [t, f"{z}_c"], [z], name=f"{z}_Sub"))
+        for pads, uses in groups.items():
+            src = z
+            if any(pads):
+                nd = len(pads) // 2
+                full = [0, 0, *pads[:nd], 0, 0, *pads[nd:]]
+                src = f"{z}_pad" + "_".join(str(p) for p in pads)
+                if opset >= 11:
+                    new_inits += [numpy_helper.from_array(np.asarray(full, np.int64), f"{src}_pads"),
+                                  numpy_helper.from_array(np.asarray(-c, np.float32), f"{src}_value")]
+                    new_nodes.append(helper.make_node("Pad", [z, f"{src}_pads", f"{src}_value"], [src],
+                                                      name=f"{src}_Pad"))
+                else:
+                    new_nodes.append(helper.make_node("Pad", [z], [src], name=f"{src}_Pad", pads=full, value=-c))
+            new_sites[src] = list(uses)
+            new_amax[src] = 127.0 * s
+            for node, idx in uses:
+                n = by_name[node]
+                n.input[idx] = src
+                if any(pads):
+                    for a in n.attribute:
+                        if a.name == "pads":
+                            del a.ints[:]
+                            a.ints.extend([0] * len(pads))
+                w = numpy_helper.to_array(inits[n.input[1]])
+                axis = _weight_axis(n, w) if per_channel else None
+                if per_channel and int8_weights and n.input[1] in int8_weights:
+                    q, ws = (np.asarray(v) for v in int8_weights[n.input[1]])
+                else:
+                    q, ws = quantize_weight(w, axis, weight_scale)
+                shape = [1] * w.ndim
+                if np.ndim(ws):
+                    shape[axis] = -1
+                wq = q.astype(np.float64) * np.reshape(ws, shape)
+                corr = c * wq.reshape(w.shape[0], -1).sum(axis=1)
+                b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64) if len(n.input) > 2 and n.input[2] \
+                    else np.zeros(w.shape[0])
+                bname = f"{node}_shifted_bias"
+                new_inits.append(numpy_helper.from_array((b + corr).astype(np.float32), bname))
+                inits[bname] = new_inits[-1]
+                if len(n.input) > 2:
+                    n.input[2] = bname
+                else:
+                    n.input.append(bname)
+    g.node.extend(new_nodes)
+    g.initializer.extend(new_inits)
+    _drop_unused_initializers(m)
+    return m, new_sites, new_amax
+
+
+def shifted_tensors(qdq_model) -> dict[str, dict]:
+    """``{tensor a QuantizeLinear reads: {"source", "shift", "padded"}}`` for the shifted sites of a
+    Q/DQ graph (what :func:`shift_activations` wrote: the ``Sub`` output, or the ``Pad`` after it)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in qdq_model.graph.initializer}
+    subs = {}
+    for n in qdq_model.graph.node:
+        if n.op_type == "Sub" and n.output[0].endswith(SHIFT_SUFFIX) and n.input[1] in inits:
+            subs[n.output[0]] = {"source": n.input[0], "shift": float(numpy_helper.to_array(inits[n.input[1]])),
+                                 "padded": False}
+    out = dict(subs)
+    for n in qdq_model.graph.node:
+        if n.op_type == "Pad" and n.input[0] in subs:
+            out[n.output[0]] = {**subs[n.input[0]], "padded": True}
+    quantized = {n.input[0] for n in qdq_model.graph.node if n.op_type == "QuantizeLinear"}
+    return {t: v for t, v in out.items() if t in quantized}
+
 def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[str, float],
                per_channel: bool = True, weight_scale: str = DEFAULT_WEIGHT_SCALE,
-               int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None):
+               int8_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, shift: str = "off"):
     """A copy of ``model`` (FP32) with an activation Q/DQ pair (scale ``amax / 127``, zero point 0)
     on each tensor of ``sites`` that has an ``amax``, feeding the listed consumers, and INT8 weights
     with a ``DequantizeLinear`` for every weighted consumer (Conv, ConvTranspose, Gemm; MatMul with a
     constant input). ``weight_scale``: how each weight channel's scale is chosen
     (:func:`quantize_weight`); ``int8_weights``: ``{weight initializer: (q int8, scale)}`` written
     as they are instead (per-channel weights rounded by :func:`~yolo_edge.precision.rounding.gptq_weights`).
+    ``shift``: which sites with a static lower bound get a shifted grid (:data:`SHIFTS`,
+    :func:`shift_activations`; ``amax`` is then the top of their range).
     Names follow onnxruntime.quantization (``<t>_QuantizeLinear_Output``,
     ``<w>_quantized``...). Returns the Q/DQ ``onnx.ModelProto``."""
     onnx = require("onnx")
@@ -260,6 +439,9 @@ def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[
     from .fp16 import toposort
     from .graph import copy_model
 
+    lower = shift_bounds(model, {t: [n for n, _ in u] for t, u in sites.items() if t in amax}, shift)
+    if lower:
+        model, sites, amax = shift_activations(model, sites, amax, lower, per_channel, weight_scale, int8_weights)
     m = copy_model(model)
     g = m.graph
     by_name = {n.name: n for n in g.node}
@@ -383,6 +565,9 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
     np_of = {TensorProto.FLOAT16: np.float16, TensorProto.FLOAT: np.float32}
     new_nodes, new_inits = [], []
     made: dict[str, str] = {}  # key -> DQ output in the twin
+    shifts = shifted_tensors(src)
+    sprod = {o: n for n in src.graph.node for o in n.output}
+    copied: set[str] = set()
     for n, idx, dq, qsrc in dq_fed_inputs(src):
         tgt = by_name.get(n.name)
         if tgt is None:
@@ -390,7 +575,50 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
         scale = numpy_helper.to_array(sinits[dq.input[1]])
         zp = numpy_helper.to_array(sinits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
         axis = next((a.i for a in dq.attribute if a.name == "axis"), None)
-        if qsrc is not None:  # activation: x -> Q -> DQ
+        if qsrc is not None and qsrc.input[0] in shifts:  # shifted activation: x -> Sub [-> Pad] -> Q -> DQ
+            z, sh = qsrc.input[0], shifts[qsrc.input[0]]
+            u = tgt.input[idx]  # the source tensor as the FP16 graph has it (the image behind its Cast)
+            et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
+            key = f"a:{z}"
+            if key not in made:
+                sub = sprod[z] if not sh["padded"] else sprod[sprod[z].input[0]]
+                if f"sub:{sub.name}" not in made:
+                    new_inits.append(numpy_helper.from_array(np.asarray(sh["shift"], np_of[et]), sub.input[1]))
+                    new_nodes.append(helper.make_node("Sub", [u, sub.input[1]], list(sub.output), name=sub.name))
+                    made[f"sub:{sub.name}"] = sub.output[0]
+                if sh["padded"]:
+                    pad = sprod[z]
+                    pads = next((list(a.ints) for a in pad.attribute if a.name == "pads"), None)
+                    if pads is None:
+                        pads = numpy_helper.to_array(sinits[pad.input[1]]).tolist()
+                    pin = [f"{pad.name}_pads", f"{pad.name}_value"]
+                    new_inits += [numpy_helper.from_array(np.asarray(pads, np.int64), pin[0]),
+                                  numpy_helper.from_array(np.asarray(-sh["shift"], np_of[et]), pin[1])]
+                    new_nodes.append(helper.make_node("Pad", [sub.output[0], *pin], [z], name=pad.name))
+                sname, zname = f"{z}_scale", f"{z}_zero_point"
+                new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
+                              numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
+                new_nodes += [helper.make_node("QuantizeLinear", [z, sname, zname], [f"{z}_QuantizeLinear_Output"],
+                                               name=f"{z}_QuantizeLinear"),
+                              helper.make_node("DequantizeLinear", [f"{z}_QuantizeLinear_Output", sname, zname],
+                                               [f"{z}_DequantizeLinear_Output"], name=f"{z}_DequantizeLinear")]
+                made[key] = f"{z}_DequantizeLinear_Output"
+            tgt.input[idx] = made[key]
+            # the consumer convolution as the shift left it: its pads (0 when padded explicitly) and bias
+            del tgt.attribute[:]
+            tgt.attribute.extend(n.attribute)
+            if len(n.input) > 2 and n.input[2] in sinits:
+                b = numpy_helper.to_array(sinits[n.input[2]])
+                bt = elem(tgt.input[2]) if len(tgt.input) > 2 and tgt.input[2] else et
+                bname = f"{n.input[2]}_twin"
+                if bname not in copied:
+                    new_inits.append(numpy_helper.from_array(b.astype(np_of.get(bt, np.float16)), bname))
+                    copied.add(bname)
+                if len(tgt.input) > 2:
+                    tgt.input[2] = bname
+                else:
+                    tgt.input.append(bname)
+        elif qsrc is not None:  # activation: x -> Q -> DQ
             u = tgt.input[idx]
             et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
             key = f"a:{u}"
@@ -469,5 +697,6 @@ def same_quantization(a, b) -> list[str]:
     return sorted(diffs)
 
 
-__all__ = ["QDQ_OPSET", "fp16_scale_twin", "fusible_conv", "insert_qdq", "qdq_sites", "quantize_weight",
-           "residual_inputs", "same_quantization", "to_opset"]
+__all__ = ["DEFAULT_SHIFT", "QDQ_OPSET", "SHIFTS", "fp16_scale_twin", "fusible_conv", "insert_qdq", "qdq_sites",
+           "quantize_weight", "residual_inputs", "same_quantization", "shift_activations", "shift_bounds", "shift_of",
+           "shifted_tensors", "to_opset"]

@@ -56,11 +56,14 @@ class TorchGraph:
     nodes whose constant weight (input 1) is fake-quantized per output channel, with the scales
     ``weight_scale`` picks (:func:`~yolo_edge.precision.qdq.quantize_weight`: the INT8 weights
     ``insert_qdq`` writes), or the ``(q, scale)`` of ``int8_weights`` (by weight initializer name,
-    e.g. :func:`~yolo_edge.precision.rounding.gptq_weights`) where it has one.
+    e.g. :func:`~yolo_edge.precision.rounding.gptq_weights`) where it has one. Tensors in ``lower``
+    (``{tensor: lower bound}``, :func:`~yolo_edge.precision.qdq.shift_bounds`) use the shifted grid
+    over ``[lower, amax]`` that ``insert_qdq(shift=...)`` writes.
     """
 
     def __init__(self, model, quant: Mapping[tuple[str, int], str] | None = None, weights: Iterable[str] = (),
-                 weight_scale: str = DEFAULT_WEIGHT_SCALE, int8_weights: Mapping[str, tuple] | None = None):
+                 weight_scale: str = DEFAULT_WEIGHT_SCALE, int8_weights: Mapping[str, tuple] | None = None,
+                 lower: Mapping[str, float] | None = None):
         import torch
         from onnx import numpy_helper
 
@@ -77,6 +80,7 @@ class TorchGraph:
                 self.consts[n.output[0]] = torch.from_numpy(np.array(numpy_helper.to_array(_attrs(n)["value"])))
         self.attrs = [_attrs(n) for n in self.nodes]  # by position: node names may be empty
         self.quant = dict(quant or {})
+        self.lower = dict(lower or {})
         self._wq = {}  # the INT8 weights insert_qdq writes, dequantized
         for n in self.nodes:
             if n.name in set(weights) and len(n.input) > 1 and n.input[1] in self.consts:
@@ -111,7 +115,7 @@ class TorchGraph:
                 t = self.quant.get((n.name, i)) if quantize and amax is not None else None
                 if t is not None and t in amax:
                     if t not in fq_cache:
-                        fq_cache[t] = ste_fake_quant(v, amax[t])
+                        fq_cache[t] = ste_fake_quant(v, amax[t], self.lower.get(t))
                     v = fq_cache[t]
                 elif quantize and i == 1 and n.name in self._wq:
                     v = self._wq[n.name]
@@ -127,16 +131,23 @@ class TorchGraph:
         return [env[o] for o in self.outputs]
 
 
-def ste_fake_quant(x, amax):
+def ste_fake_quant(x, amax, lower: float | None = None):
     """Symmetric INT8 fake quantization of ``x`` with scale ``amax / 127`` (zero point 0, range
     [-128, 127], round half to even as ONNX QuantizeLinear), differentiable in ``amax`` and ``x``
-    through the straight-through estimator."""
+    through the straight-through estimator. With ``lower``: the shifted grid over ``[lower, amax]``
+    (:func:`~yolo_edge.precision.qdq.shift_of`: scale ``(amax - lower) / 254``, shift ``c`` a whole
+    number of steps), i.e. ``Q(x - c) * scale + c``."""
     import torch
 
-    s = amax / 127.0
-    v = x / s
+    if lower is None:
+        s = amax / 127.0
+        c = 0.0
+    else:
+        s = (amax - lower) / 254.0
+        c = torch.round((amax + lower) / (2.0 * s)).detach() * s
+    v = (x - c) / s
     r = v + (torch.round(v) - v).detach()
-    return torch.clamp(r, -128.0, 127.0) * s
+    return torch.clamp(r, -128.0, 127.0) * s + c
 
 
 # --- operators --------------------------------------------------------------------------------
@@ -382,7 +393,8 @@ REFINE_LR = 0.02
 def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, float], weighted: Iterable[str],
                 batches: Iterable[np.ndarray], epochs: int = REFINE_EPOCHS, lr: float = REFINE_LR,
                 accumulate: int = 4, show_progress: bool = False, weight_scale: str = DEFAULT_WEIGHT_SCALE,
-                seed: int = 0, int8_weights: Mapping[str, tuple] | None = None) -> RefineResult:
+                seed: int = 0, int8_weights: Mapping[str, tuple] | None = None,
+                lower: Mapping[str, float] | None = None) -> RefineResult:
     """Refined activation ranges (``{tensor: amax}``) for the Q/DQ sites of ``model``.
 
     Args:
@@ -395,6 +407,8 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
         weight_scale: how their per-channel scales are chosen (``Int8Config.weight_scale``).
         int8_weights: rounded INT8 weights ``{initializer: (q, scale)}`` used instead of nearest
             rounding (``Int8Config.int8_weights``).
+        lower: ``{tensor: lower bound}`` of the sites with a shifted grid
+            (:func:`~yolo_edge.precision.qdq.shift_bounds`); their ``amax`` is the top of the range.
         seed: of the order the batches are visited in each pass.
         batches: letterboxed float32 images ``(B, 3, H, W)`` (the batch size the graph takes); the
             FP32 outputs are computed once.
@@ -419,7 +433,7 @@ def refine_amax(model, sites: Mapping[str, Sequence[str]], amax: Mapping[str, fl
                 if name == t:
                     quant[(c, i)] = t
     names = sorted({t for t in quant.values()})
-    g = TorchGraph(model, quant, weighted, weight_scale, int8_weights)
+    g = TorchGraph(model, quant, weighted, weight_scale, int8_weights, lower)
     xs = [torch.from_numpy(np.ascontiguousarray(b)) for b in batches]
     n_images = sum(int(x.shape[0]) for x in xs)
     if not xs or not names:

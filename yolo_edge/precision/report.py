@@ -81,11 +81,62 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
+def unshifted_view(qdq_model, pairs: Mapping[str, str], scales: Mapping[str, float]):
+    """Shifted sites (:func:`~yolo_edge.precision.qdq.shift_activations`) seen in their FP32
+    tensor's own space. ``pairs`` / ``scales`` are keyed by the tensors the ``QuantizeLinear`` nodes
+    read (:func:`~yolo_edge.precision.int8.qdq_layers`); a shifted one reads ``x - c`` (after a
+    ``Pad`` for padded consumers), which the FP32 graph does not have. Returns ``(model, pairs,
+    scales, offsets)``: a copy of ``qdq_model`` where each shifted site's DequantizeLinear output
+    plus ``c`` (cropped back to the unpadded size) is a tensor, keyed by the FP32 tensor, and
+    ``offsets`` ``{FP32 tensor: c}``."""
+    from onnx import helper, numpy_helper
+
+    from .graph import copy_model
+    from .qdq import shifted_tensors
+
+    shifts = shifted_tensors(qdq_model)
+    if not any(t in shifts for t in pairs):
+        return qdq_model, dict(pairs), dict(scales), {}
+    m = copy_model(qdq_model)
+    prod = {o: n for n in m.graph.node for o in n.output}
+    inits = {t.name: t for t in m.graph.initializer}
+    out_pairs = {t: d for t, d in pairs.items() if t not in shifts}
+    out_scales = {t: v for t, v in scales.items() if t not in shifts}
+    offsets = {}
+    for z in sorted(pairs, key=lambda z: shifts.get(z, {}).get("padded", False)):  # unpadded views first
+        if z not in shifts or shifts[z]["source"] in out_pairs:
+            continue
+        src, c, d = shifts[z]["source"], shifts[z]["shift"], pairs[z]
+        view = f"{d}::unshifted"
+        m.graph.initializer.append(numpy_helper.from_array(np.asarray(c, np.float32), f"{view}_c"))
+        m.graph.node.append(helper.make_node("Add", [d, f"{view}_c"], [view], name=f"{view}_Add"))
+        if shifts[z]["padded"]:
+            pad = prod[z]
+            pads = (numpy_helper.to_array(inits[pad.input[1]]).tolist() if len(pad.input) > 1
+                    else next(list(a.ints) for a in pad.attribute if a.name == "pads"))
+            nd = len(pads) // 2
+            axes = [i for i in range(nd) if pads[i] or pads[i + nd]]
+            starts = [pads[i] for i in axes]
+            ends = [-pads[i + nd] if pads[i + nd] else np.iinfo(np.int64).max for i in axes]
+            for k, v in (("starts", starts), ("ends", ends), ("axes", axes)):
+                m.graph.initializer.append(numpy_helper.from_array(np.asarray(v, np.int64), f"{view}_{k}"))
+            crop = f"{view}::crop"
+            m.graph.node.append(helper.make_node("Slice", [view, f"{view}_starts", f"{view}_ends", f"{view}_axes"],
+                                                 [crop], name=f"{crop}_Slice"))
+            view = crop
+        out_pairs[src] = view
+        out_scales[src] = scales[z]
+        offsets[src] = c
+    return m, out_pairs, out_scales, offsets
+
+
 def measure_sqnr(fp32_model, qdq_model, pairs: Mapping[str, str], batches: Sequence[np.ndarray],
-                 scales: Mapping[str, float] | None = None) -> dict[str, dict]:
+                 scales: Mapping[str, float] | None = None, offsets: Mapping[str, float] | None = None
+                 ) -> dict[str, dict]:
     """SQNR at each tensor: ``pairs`` maps an FP32 tensor to its DequantizeLinear output in
     ``qdq_model``. Returns ``{tensor: {"sqnr_db", "local_sqnr_db"}}`` (local: numpy quantize-dequantize
-    of the FP32 tensor with ``scales[tensor]``). The graph outputs are measured too (``boxes``, ``scores``)."""
+    of the FP32 tensor with ``scales[tensor]``, on the grid shifted by ``offsets[tensor]`` where given).
+    The graph outputs are measured too (``boxes``, ``scores``)."""
     from .calibration import ort_session
     from .graph import expose
 
@@ -104,7 +155,8 @@ def measure_sqnr(fp32_model, qdq_model, pairs: Mapping[str, str], batches: Seque
             acc[t][0] += float((ref ** 2).sum())
             acc[t][1] += float(((ref - test) ** 2).sum())
             if scales and t in scales:
-                acc[t][2] += float(((ref - fake_quant(a[t], scales[t])) ** 2).sum())
+                off = (offsets or {}).get(t, 0.0)
+                acc[t][2] += float(((ref - fake_quant(a[t] - off, scales[t]) - off) ** 2).sum())
 
     def db(signal, noise):
         return math.inf if noise == 0 else (-math.inf if signal == 0 else 10 * math.log10(signal / noise))
@@ -139,9 +191,12 @@ def _finite(v):
 
 def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Sequence[str]],
                    sqnr: Mapping[str, dict] | None = None, percentile: float = 99.99,
-                   calibrated: Mapping[str, float] | None = None) -> list[dict]:
+                   calibrated: Mapping[str, float] | None = None,
+                   offsets: Mapping[str, float] | None = None) -> list[dict]:
     """One report entry per quantized tensor, worst first (lowest SQNR, then most saturated).
-    ``calibrated``: the calibration method's ranges when ``amax`` are refined ones (``amax_calibrated``)."""
+    ``calibrated``: the calibration method's ranges when ``amax`` are refined ones (``amax_calibrated``).
+    ``offsets``: ``{tensor: c}`` of shifted sites, whose grid covers ``[2c - amax, amax]`` (``shift``,
+    ``lower`` and their own ``scale`` in the entry)."""
     from .calibration import BASE_METHODS as METHODS  # auto is per model, not per tensor
 
     rows = []
@@ -150,7 +205,8 @@ def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Seq
         st = stats.tensors.get(t)
         if st is None:
             continue
-        scale = a / 127.0
+        off = (offsets or {}).get(t)
+        scale = a / 127.0 if off is None else (a - off) / 127.0
         sat = st.saturation(a)
         p = {f"p{q:g}": st.percentile(q) for q in PERCENTILES}
         s = (sqnr or {}).get(t, {})
@@ -172,6 +228,7 @@ def tensor_entries(stats, amax: Mapping[str, float], consumers: Mapping[str, Seq
             "flags": flags, "histogram": st.to_dict().get("hist"), "hist_top": st.top,
             "images": st.n_images,
             **({"amax_calibrated": float(calibrated[t])} if calibrated and t in calibrated else {}),
+            **({"shift": off, "lower": 2 * off - a} if off is not None else {}),
         })
     rows.sort(key=lambda r: (r["sqnr_db"] if r["sqnr_db"] is not None else 1e9, -r["saturation_pct"]))
     return rows

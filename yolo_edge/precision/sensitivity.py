@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..deps import progress, require
+from .qdq import shifted_tensors
 
 FLAG_PREFIX = "qflag::"
 
@@ -66,6 +67,21 @@ def _qdq_copy(fp32_model, qdq_model, layers):
             {o: n for n in g.node for o in n.output}, set(info if layers is None else layers))
 
 
+def _fp32_bias(node, layer, shift, fp_inits, inits):
+    """The bias a layer on a shifted input (:func:`~yolo_edge.precision.qdq.shift_activations`) needs
+    with its FP32 weights: the Q/DQ graph's bias carries ``c * sum(INT8 weights)``, the FP32 layer's
+    must carry ``c * sum(FP32 weights)`` to compute the FP32 layer exactly. None when not shifted."""
+    from onnx import numpy_helper
+
+    if shift is None or layer.weight not in fp_inits or len(node.input) < 3 or node.input[2] not in inits:
+        return None
+    w = numpy_helper.to_array(fp_inits[layer.weight]).astype(np.float64)
+    wq = layer.weight_q.astype(np.float64) * layer.weight_scales.reshape([-1] + [1] * (w.ndim - 1))
+    b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+    fixed = b + shift["shift"] * (w - wq).reshape(w.shape[0], -1).sum(axis=1)
+    return numpy_helper.from_array(fixed.astype(np.float32), f"{node.name}::fp32_bias")
+
+
 def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None):
     """A copy of ``qdq_model`` where each quantized layer (of ``layers``; default all) reads
     ``Where(<flag>, quantized input, FP32 input)`` for its activation and weight inputs, with one
@@ -76,6 +92,8 @@ def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None)
     from onnx import TensorProto, helper
 
     m, g, fp_inits, have, info, prod, wanted = _qdq_copy(fp32_model, qdq_model, layers)
+    shifts = shifted_tensors(m)
+    inits = {t.name: t for t in g.initializer}
     flags: dict[str, str] = {}
     shared = f"{FLAG_PREFIX}__shared__"
     new_nodes: dict[str, list] = {}
@@ -92,6 +110,13 @@ def switchable_model(fp32_model, qdq_model, layers: Iterable[str] | None = None)
             q = prod.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 src = q.input[0]
+                fixed = _fp32_bias(n, layer, shifts.get(src), fp_inits, inits)
+                if fixed is not None:  # FP32 weights on a shifted input: the bias must carry their sum
+                    g.initializer.append(fixed)
+                    out = f"{n.input[2]}::{n.name}::sel2"
+                    new_nodes.setdefault(n.name, []).append(
+                        helper.make_node("Where", [flag, n.input[2], fixed.name], [out], name=f"sel::{n.name}::2"))
+                    n.input[2] = out
             elif layer.weight and layer.weight in fp_inits:
                 src = layer.weight
                 if src not in have:
@@ -171,6 +196,8 @@ def local_error_model(fp32_model, qdq_model, layers: Iterable[str] | None = None
     from onnx import TensorProto, helper
 
     m, g, fp_inits, have, info, prod, wanted = _qdq_copy(fp32_model, qdq_model, layers)
+    shifts = shifted_tensors(m)
+    inits = {t.name: t for t in g.initializer}
     done = []
     for n in list(g.node):
         if n.name not in wanted or n.name not in info or n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
@@ -184,6 +211,11 @@ def local_error_model(fp32_model, qdq_model, layers: Iterable[str] | None = None
             q = prod.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 ins[idx] = q.input[0]
+                sh = shifts.get(q.input[0])
+                fixed = _fp32_bias(n, layer, shifts.get(q.input[0]), fp_inits, inits)
+                if fixed is not None:  # the FP32 clone of a layer on a shifted input
+                    g.initializer.append(fixed)
+                    ins[2] = fixed.name
             elif layer.weight and layer.weight in fp_inits:
                 ins[idx] = layer.weight
                 if layer.weight not in have:
