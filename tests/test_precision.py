@@ -626,6 +626,11 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
         else:
             assert "shift" not in e and scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-6)
     assert sum(e["tensor"] in by_source for e in entries) >= len(entries) // 2  # SiLU outputs read by convs
+    assert info["shift"]["mode"] == "all" and info["shift"]["tensors"].keys() == by_source.keys()
+    # the legacy implicit-INT8 cache (symmetric) takes each tensor's chosen top, shifted or not
+    _, cache_scales = cache_mod.parse_trt_cache((out / "calibration.cache").read_text())
+    assert all(cache_scales[e["tensor"]] == pytest.approx(e["amax"] / 127.0, rel=1e-5) for e in entries)
+    assert data["calibration"]["activation_shift"].startswith(f"all: {len(by_source)} of {len(entries)} tensors")
     assert sum(abs(e["amax"] / e["amax_calibrated"] - 1) > 0.01 for e in entries) >= len(entries) // 2
 
 

@@ -48,7 +48,7 @@ from .cache import DEFAULT_TRT_VERSION, CacheKey, preprocessing_of, read_key, wr
 from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTILE, HIST_BINS, SAMPLES_PER_IMAGE,
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
-from .qdq import DEFAULT_SHIFT, DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard
+from .qdq import DEFAULT_SHIFT, DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard, shifted_tensors
 from .refine import REFINE_IMAGES
 from .rounding import DEFAULT_WEIGHT_ROUNDING, ROUNDING_IMAGES, WEIGHT_ROUNDINGS
 
@@ -633,6 +633,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             written.append(paths["fp16"].name)
         if qdq is not None:
             scales = activation_scales(qdq)
+            for z, sh in shifted_tensors(qdq).items():  # the implicit cache is symmetric: the top of the grid
+                scales.setdefault(sh["source"], (sh["shift"] + 127.0 * scales[z]) / 127.0)
             cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
                                  {**icfg().algorithm(),
                                   **({"refined_on_images": refined.images} if refined is not None and refined.kept
@@ -645,6 +647,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                          **({"auto_methods": auto_choice} if auto_choice else {}),
                          **({"refined": refined.to_dict()} if refined is not None else {}),
                          "weight_rounding": rounded.to_dict() if rounded is not None else "nearest",
+                         "shift": {"mode": icfg().algorithm()["shift"], "tensors": {
+                             sh["source"]: sh["shift"] for sh in shifted_tensors(qdq).values()}},
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
             int8_info["placement"] = cfg.placement
@@ -707,7 +711,6 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     # 9. report --------------------------------------------------------------------------------
     report_dir = None
     if qdq is not None:
-        from .qdq import shifted_tensors
         from .report import measure_sqnr, tensor_entries, unshifted_view, weight_sqnr, write_report
 
         with _Stage("report", verbose) as st:
@@ -733,6 +736,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                 **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                                 "refined": refined.summary() if refined is not None else "no",
                                 "weight_rounding": rounded.summary() if rounded is not None else "nearest",
+                                "activation_shift": (f"{icfg().algorithm()['shift']}: {len(offsets)} of {len(pairs)} "
+                                                     "tensors on INT8 grids over [lower bound, amax]"),
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,
                                 "sqnr_images": len(batches)},
                 "evaluation": [r.to_dict() for r in rows],

@@ -451,14 +451,7 @@ def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[
     for t, uses in sites.items():
         if t not in amax:
             continue
-        s = _scale(amax[t])
-        new_inits += [numpy_helper.from_array(np.asarray(s, np.float32), f"{t}_scale"),
-                      numpy_helper.from_array(np.asarray(0, np.int8), f"{t}_zero_point")]
-        q, dq = f"{t}_QuantizeLinear_Output", f"{t}_DequantizeLinear_Output"
-        new_nodes += [helper.make_node("QuantizeLinear", [t, f"{t}_scale", f"{t}_zero_point"], [q],
-                                       name=f"{t}_QuantizeLinear"),
-                      helper.make_node("DequantizeLinear", [q, f"{t}_scale", f"{t}_zero_point"], [dq],
-                                       name=f"{t}_DequantizeLinear")]
+        dq = _qdq_pair(t, t, np.asarray(_scale(amax[t]), np.float32), None, new_nodes, new_inits)
         for node, idx in uses:
             n = by_name[node]
             n.input[idx] = dq
@@ -499,6 +492,20 @@ def insert_qdq(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[
     toposort(m)
     onnx.checker.check_model(m) if m.ByteSize() < 2 ** 31 else None
     return m
+
+
+def _qdq_pair(x: str, base: str, scale: np.ndarray, zero_point, nodes: list, inits: list) -> str:
+    """Append ``x -> QuantizeLinear -> DequantizeLinear`` (per tensor; names from ``base`` as
+    onnxruntime.quantization writes them) to ``nodes`` / ``inits``; returns the DQ output name."""
+    from onnx import helper, numpy_helper
+
+    sname, zname, q = f"{base}_scale", f"{base}_zero_point", f"{base}_QuantizeLinear_Output"
+    inits += [numpy_helper.from_array(np.asarray(scale), sname),
+              numpy_helper.from_array(zero_point if zero_point is not None else np.asarray(0, np.int8), zname)]
+    nodes += [helper.make_node("QuantizeLinear", [x, sname, zname], [q], name=f"{base}_QuantizeLinear"),
+              helper.make_node("DequantizeLinear", [q, sname, zname], [f"{base}_DequantizeLinear_Output"],
+                               name=f"{base}_DequantizeLinear")]
+    return f"{base}_DequantizeLinear_Output"
 
 
 def _weight_axis(node, arr: np.ndarray) -> int | None:
@@ -595,14 +602,7 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
                     new_inits += [numpy_helper.from_array(np.asarray(pads, np.int64), pin[0]),
                                   numpy_helper.from_array(np.asarray(-sh["shift"], np_of[et]), pin[1])]
                     new_nodes.append(helper.make_node("Pad", [sub.output[0], *pin], [z], name=pad.name))
-                sname, zname = f"{z}_scale", f"{z}_zero_point"
-                new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
-                              numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
-                new_nodes += [helper.make_node("QuantizeLinear", [z, sname, zname], [f"{z}_QuantizeLinear_Output"],
-                                               name=f"{z}_QuantizeLinear"),
-                              helper.make_node("DequantizeLinear", [f"{z}_QuantizeLinear_Output", sname, zname],
-                                               [f"{z}_DequantizeLinear_Output"], name=f"{z}_DequantizeLinear")]
-                made[key] = f"{z}_DequantizeLinear_Output"
+                made[key] = _qdq_pair(z, z, scale.astype(np_of[et]), zp, new_nodes, new_inits)
             tgt.input[idx] = made[key]
             # the consumer convolution as the shift left it: its pads (0 when padded explicitly) and bias
             del tgt.attribute[:]
@@ -623,15 +623,7 @@ def fp16_scale_twin(qdq_model, fp16_model, opset: int = QDQ_OPSET):
             et = elem(u) if elem(u) in np_of else TensorProto.FLOAT16
             key = f"a:{u}"
             if key not in made:
-                base = u
-                sname, zname = f"{base}_scale", f"{base}_zero_point"
-                new_inits += [numpy_helper.from_array(scale.astype(np_of[et]), sname),
-                              numpy_helper.from_array(zp if zp is not None else np.asarray(0, np.int8), zname)]
-                new_nodes += [helper.make_node("QuantizeLinear", [u, sname, zname], [f"{base}_QuantizeLinear_Output"],
-                                               name=f"{base}_QuantizeLinear"),
-                              helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output", sname, zname],
-                                               [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear")]
-                made[key] = f"{base}_DequantizeLinear_Output"
+                made[key] = _qdq_pair(u, u, scale.astype(np_of[et]), zp, new_nodes, new_inits)
             tgt.input[idx] = made[key]
         else:  # weight: INT8 initializer -> DQ
             x = tgt.input[0] if idx != 0 else tgt.input[1]

@@ -252,7 +252,8 @@ def _png(fig) -> bytes:
 
 
 def plot_ranges(entries: Sequence[dict]) -> bytes:
-    """Per-tensor min/max bars and the chosen amax, in graph order (symlog scale). When the ranges
+    """Per-tensor min/max bars and the ends of the chosen INT8 grid (``-amax .. amax``, or ``lower ..
+    amax`` for a shifted one), in graph order (symlog scale). When the ranges
     were refined, the calibration method's amax as hollow markers, and a second panel with the
     ratio refined / calibrated per tensor."""
     rows = sorted(entries, key=lambda r: r["order"])
@@ -263,13 +264,14 @@ def plot_ranges(entries: Sequence[dict]) -> bytes:
     x = np.arange(len(rows))
     ax.bar(x, [r["max"] for r in rows], color="#4c72b0", width=0.8, label="max")
     ax.bar(x, [r["min"] for r in rows], color="#dd8452", width=0.8, label="min")
-    ax.scatter(x, [r["amax"] for r in rows], color="black", s=8, zorder=3, label="amax (chosen)")
-    ax.scatter(x, [-r["amax"] for r in rows], color="black", s=8, zorder=3)
+    ax.scatter(x, [r["amax"] for r in rows], color="black", s=8, zorder=3, label="INT8 grid ends (chosen)")
+    ax.scatter(x, [r.get("lower", -r["amax"]) for r in rows], color="black", s=8, zorder=3)  # shifted: its lower end
     if moved:  # refined ranges: where the calibration method had put them
         ix, cal = [i for i, _ in moved], [c for _, c in moved]
         ax.scatter(ix, cal, facecolors="none", edgecolors="#2ca02c", s=22, zorder=3,
                    label="amax before refinement")
-        ax.scatter(ix, [-c for c in cal], facecolors="none", edgecolors="#2ca02c", s=22, zorder=3)
+        sym = [(i, c) for i, c in moved if "lower" not in rows[i]]
+        ax.scatter([i for i, _ in sym], [-c for _, c in sym], facecolors="none", edgecolors="#2ca02c", s=22, zorder=3)
     bad = [i for i, r in enumerate(rows) if r["flags"]]
     ax.scatter(bad, [0] * len(bad), marker="x", color="red", s=20, zorder=4, label="flagged")
     ax.set_yscale("symlog", linthresh=1e-2)
