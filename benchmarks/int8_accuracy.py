@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
     from yolo_edge.precision.qdq import DEFAULT_WEIGHT_SCALE
 
-    from yolo_edge.precision.qdq import DEFAULT_SHIFT, shift_bounds
+    from yolo_edge.precision.qdq import DEFAULT_SHIFT, shift_bounds, shifted_start
     from yolo_edge.precision.rounding import DEFAULT_WEIGHT_ROUNDING
 
     weight_scale = args.weight_scale or DEFAULT_WEIGHT_SCALE
@@ -226,6 +226,15 @@ def main(argv=None) -> int:
     Int8Config = partial(_Int8Config, weight_scale=weight_scale, int8_weights=rounded(weight_rounding, weight_scale),
                          shift=shift)
 
+    def start(m, shf, skip=None):
+        """Method ``m``'s calibrated ranges as the job quantizes them without refinement under
+        activation shift ``shf`` (qdq.shifted_start), and the tensors on shifted grids."""
+        skip = set(guard) if skip is None else set(skip)
+        sites = {t: [c for c, _ in uses if c not in skip]
+                 for t, uses in qdq_sites(raw, _Int8Config(method=m), tail.nodes).items()}
+        lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if cs and t in amaxes[m]}, shf)
+        return shifted_start(amaxes[m], lower, stats.absmax()), lower
+
     def refine_row(m, scale, timing, key, rounding=weight_rounding, shift=shift):
         """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``,
         weight ``rounding`` and activation ``shift``: the Q/DQ graph as the job writes it."""
@@ -235,7 +244,7 @@ def main(argv=None) -> int:
         sites = {t: [c for c, _ in uses if c not in guard]
                  for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
         sites = {t: cs for t, cs in sites.items() if cs}
-        lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if t in amaxes[m]}, shift)
+        lower = start(m, shift)[1]  # the refinement starts from the method's ranges, as the job's does
         r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
                         list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale,
                         seed=args.refine_seed, int8_weights=rounded(rounding, scale), lower=lower)
@@ -244,7 +253,7 @@ def main(argv=None) -> int:
         return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)
 
     for m in args.methods:
-        q = quantize_qdq(raw, amaxes[m], Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
+        q = quantize_qdq(raw, start(m, shift)[0], Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
         graphs.append((f"int8 {m}", q))
         if m == primary:  # the same quantization as the TensorRT 10/11 file has it (FP16 graph, FP16 scales)
             from yolo_edge.precision.fp16 import convert_fp16
@@ -253,7 +262,8 @@ def main(argv=None) -> int:
             f16 = convert_fp16(raw, stats.absmax(), tail=tail.nodes).model
             graphs.append((f"int8 {m}, FP16-scale file (TensorRT 10/11) as ONNX Runtime runs it", fp16_scale_twin(q, f16)))
         if m == primary and guard:
-            graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, amaxes[m], Int8Config(method=m), tail.nodes)))
+            graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, start(m, shift, skip=())[0], Int8Config(method=m),
+                                                                    tail.nodes)))
         if m == primary and refine_n > 0:  # the job's default: these ranges refined end to end (precision/refine.py)
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
             graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
@@ -266,7 +276,7 @@ def main(argv=None) -> int:
                 continue  # the default method's calibrated and refined rows with other weights / shift
             cfg = partial(_Int8Config, weight_scale=scale, int8_weights=rounded(rounding, scale), shift=shf)
             graphs.append((f"int8 {m}, {other} {what}",
-                           quantize_qdq(raw, amaxes[m], cfg(method=m, exclude=tuple(guard)), tail.nodes)))
+                           quantize_qdq(raw, start(m, shf)[0], cfg(method=m, exclude=tuple(guard)), tail.nodes)))
             if refine_n > 0:
                 graphs.append((f"int8 {m} + refined ranges, {other} {what}",
                                refine_row(m, scale, timing, f"refine_{other}_{what.replace(' ', '_')}", rounding, shf)))

@@ -617,7 +617,7 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
     for z, sh in shifts.items():
         by_source.setdefault(sh["source"], []).append(z)
     entries = data["tensors"]
-    for e in entries:
+    for e in entries:  # refined from the method's ranges, shifted grids too
         assert e["amax_calibrated"] == pytest.approx(e["amax_by_method"]["entropy"], rel=1e-6)
         if e["tensor"] in by_source:  # a shifted grid (qdq.shift_activations): amax is its top, 2c - amax its bottom
             for z in by_source[e["tensor"]]:

@@ -22,7 +22,7 @@ from yolo_edge.errors import YoloEdgeError  # noqa: E402
 from yolo_edge.precision.calibration import SILU_MIN  # noqa: E402
 from yolo_edge.precision.int8 import Int8Config, quantize_qdq  # noqa: E402
 from yolo_edge.precision.qdq import (SHIFTS, fp16_scale_twin, qdq_sites, quantize_weight, same_quantization,  # noqa: E402
-                                     shift_bounds, shift_of, shifted_tensors)
+                                     shift_bounds, shift_of, shifted_start, shifted_tensors)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from onnx_blocks import conv_silu  # noqa: E402
@@ -264,3 +264,10 @@ def test_cli_mirrors_the_shift_constants():
     assert cfg.shift == "unpadded" and cfg.int8_config().algorithm()["shift"] == "unpadded"
     with pytest.raises(SystemExit):
         p.parse_args(["--int8-shift", "sideways"])
+
+
+def test_shifted_grids_start_between_the_methods_range_and_the_max():
+    amax = {"a": 2.0, "b": 2.0, "c": 3.0, "d": 1.0}
+    absmax = {"a": 8.0, "b": 8.0, "c": 2.5, "d": 1.0}
+    got = shifted_start(amax, {"a": SILU_MIN, "c": 0.0, "d": 0.0}, absmax)
+    assert got == {"a": pytest.approx(4.0), "b": 2.0, "c": 3.0, "d": 1.0}  # only shifted ones, never below amax

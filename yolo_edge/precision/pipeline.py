@@ -483,13 +483,22 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             st.detail = "per tensor: " + ", ".join(f"{m} {k}" for m, k in counts.items())
     else:
         amax = stats.amax(cfg.method, cfg.percentile, names=acts)
+    lower = {}  # the tensors on shifted grids (qdq.shift_activations) and their lower bounds
+    if make_trt and cfg.placement == "trt":
+        from .qdq import shift_bounds, shifted_start
+
+        skip = {*guard, *cfg.exclude}
+        lower = shift_bounds(raw, {t: [c for c in cs if c not in skip] for t, cs in acts.items()
+                                   if t in amax and any(c not in skip for c in cs)}, cfg.shift)
     refined = None
     calibrated_amax = amax
     if make_trt and cfg.placement == "trt" and cfg.weight_rounding == "gptq" and cfg.rounding_images > 0:
         rounded = _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose)
     if make_trt and cfg.refine_images > 0:
         amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose,
-                                icfg().int8_weights)
+                                icfg().int8_weights, lower)
+    if lower and refined is None:  # calibrated ranges only: the shifted grids start higher (qdq.shifted_start)
+        amax = calibrated_amax = shifted_start(amax, lower, stats.absmax())
     if cfg.fp16:
         with _Stage("fp16", verbose) as st:
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
@@ -836,18 +845,15 @@ def _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose):
                        "INT8 weights not rounded by gptq", "nearest rounding is used", notes, verbose)
 
 
-def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose, int8_weights=None):
+def _refine(raw, acts, amax, nodes, skip, calib, cfg, spec, fb, notes, verbose, int8_weights=None, lower=None):
     """``(amax, RefineResult | None)``: the ranges refined end to end against FP32's outputs on the
     first ``cfg.refine_images`` calibration images (precision/refine.py), or the calibrated ones with
     a note when PyTorch is missing or the graph has an operator the refinement cannot run."""
     from .refine import refine_amax
 
-    from .qdq import shift_bounds
-
     sites = {t: [c for c in cs if c not in skip] for t, cs in acts.items()}
     sites = {t: cs for t, cs in sites.items() if cs}
     algo = cfg.int8_config().algorithm()
-    lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if t in amax}, algo["shift"])
     batches = list(calib.head(cfg.refine_images).batches(spec.letterbox, fb or 1, fixed=fb is not None))
     r = _torch_step("refine", lambda: refine_amax(raw, sites, amax, nodes, batches, show_progress=verbose,
                                                   weight_scale=algo["weight_scale"],

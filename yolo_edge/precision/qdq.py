@@ -319,6 +319,24 @@ def shift_of(amax: float, lower: float) -> tuple[float, float]:
     return float(np.float32(k * s)), float(s)
 
 
+def shifted_start(amax: Mapping[str, float], lower: Mapping[str, float], absmax: Mapping[str, float]
+                  ) -> dict[str, float]:
+    """The top of each shifted grid when the ranges are not refined (``--int8-refine 0``, or no
+    PyTorch): the geometric mean of the calibration method's ``amax`` (chosen for the symmetric
+    grid's step) and the tensor's largest ``|x|`` on the calibration images; other tensors keep
+    ``amax``. A shifted grid has half the step, so rounding costs less and clipping relatively more.
+    On yolov5n over eight coco128 halves (README "Shifted INT8 grids"), without refinement, it
+    lowered the output error against FP32 from 1.77 to 1.50 and moved agreement 92.3 -> 93.6,
+    ΔmAP50-95 -0.95 -> -0.82, ΔAP-small -1.00 -> -0.36 (means). As the refinement's start it was
+    mixed on seven halves (output error 1.47 -> 1.41, agreement 93.9 -> 93.5, ΔmAP50-95 -0.72 ->
+    -0.83), so the refinement starts from the method's ``amax``."""
+    out = dict(amax)
+    for t in lower:
+        if t in out and absmax.get(t, 0.0) > out[t] > 0:
+            out[t] = float(np.sqrt(out[t] * absmax[t]))
+    return out
+
+
 def shift_activations(model, sites: Mapping[str, list[tuple[str, int]]], amax: Mapping[str, float],
                       lower: Mapping[str, float], per_channel: bool = True,
                       weight_scale: str = DEFAULT_WEIGHT_SCALE,
@@ -691,4 +709,4 @@ def same_quantization(a, b) -> list[str]:
 
 __all__ = ["DEFAULT_SHIFT", "QDQ_OPSET", "SHIFTS", "fp16_scale_twin", "fusible_conv", "insert_qdq", "qdq_sites",
            "quantize_weight", "residual_inputs", "same_quantization", "shift_activations", "shift_bounds", "shift_of",
-           "shifted_tensors", "to_opset"]
+           "shifted_start", "shifted_tensors", "to_opset"]
