@@ -253,10 +253,10 @@ def quantize_weight(w: np.ndarray, axis: int | None, scale: str = "max") -> tupl
 # convolution gets ``c * sum(W_int8 * w_scale)`` added to its bias, which is exactly what the shift
 # took away: ``conv(z + c, Wq) + b = conv(z, Wq) + (b + c * sum Wq)``. The step is half the
 # symmetric one. A padded convolution would pad ``z`` with zeros, i.e. ``x`` with ``c``, so with
-# ``shift="all"`` its input is padded explicitly first (``Pad`` with 0, then ``Sub``; the
-# convolution's own pads become 0), and ``c`` is a whole number of steps so that the padded border
-# dequantizes to exactly 0. ``shift="unpadded"`` shifts only tensors read by unpadded convolutions
-# (no extra layer but the ``Sub``), ``"off"`` none.
+# ``shift="all"`` its input is padded explicitly after the ``Sub`` with ``-c`` (``x`` padded with 0;
+# the convolution's own pads become 0), and ``c`` is a whole number of steps so that the padded
+# border is exactly an INT8 level. ``shift="unpadded"`` shifts only tensors read by unpadded
+# convolutions (no extra layer but the ``Sub``), ``"off"`` none.
 SHIFTS = ("all", "unpadded", "off")
 DEFAULT_SHIFT = "all"
 SHIFT_SUFFIX = "_shifted"

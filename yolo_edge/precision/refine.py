@@ -26,17 +26,13 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import YoloEdgeError
-from .qdq import DEFAULT_WEIGHT_SCALE, _weight_axis, quantize_weight
+from .qdq import DEFAULT_WEIGHT_SCALE, _node_attrs as _attrs, _weight_axis, quantize_weight
 
 
 class UnsupportedGraph(YoloEdgeError):
     """The graph uses an operator :class:`TorchGraph` does not implement."""
 
 
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _pads(p, nd: int):
