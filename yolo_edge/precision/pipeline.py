@@ -642,7 +642,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             written.append(paths["fp16"].name)
         if qdq is not None:
             scales = activation_scales(qdq)
-            for z, sh in shifted_tensors(qdq).items():  # the implicit cache is symmetric: the top of the grid
+            shifts = shifted_tensors(qdq)  # the tensors on shifted grids (qdq.shift_activations)
+            for z, sh in shifts.items():  # the implicit cache is symmetric: the top of the grid
                 scales.setdefault(sh["source"], (sh["shift"] + 127.0 * scales[z]) / 127.0)
             cache_key = CacheKey(onnx_sha, preprocessing_of(spec.letterbox), stats.data_hash, stats.n_images,
                                  {**icfg().algorithm(),
@@ -657,7 +658,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                          **({"refined": refined.to_dict()} if refined is not None else {}),
                          "weight_rounding": rounded.to_dict() if rounded is not None else "nearest",
                          "shift": {"mode": icfg().algorithm()["shift"], "tensors": {
-                             sh["source"]: sh["shift"] for sh in shifted_tensors(qdq).values()}},
+                             sh["source"]: sh["shift"] for sh in shifts.values()}},
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
                          "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
             int8_info["placement"] = cfg.placement
@@ -729,7 +730,6 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             for layer in layers.values():
                 pairs.update(layer.activations)
                 scales.update(layer.scales)
-            shifts = shifted_tensors(qdq)
             view, pairs, scales, offsets = unshifted_view(qdq, pairs, scales)
             sq = measure_sqnr(raw, view, pairs, batches, scales, offsets)
             final_amax = {t: offsets.get(t, 0.0) + scales[t] * 127.0 for t in pairs}  # the top of each grid
