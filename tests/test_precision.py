@@ -539,13 +539,13 @@ def test_budget_loop_keeps_an_exclusion_only_when_it_also_brings_int8_closer_to_
 @pytest.fixture(scope="module")
 def job(checkpoint, tmp_path_factory):
     """``yolo-edge export --int8`` end to end at 128 px, static batch 2, 8 calibration and 4 validation images,
-    with GPTQ weight rounding (the one setting off its default: the rest of the job is the default's)."""
+    every INT8 setting its default (GPTQ weight rounding, shifted grids, refined ranges)."""
     from yolo_edge.cli import main
 
     out = tmp_path_factory.mktemp("job")
     rc = main(["export", "--int8", "--model", str(checkpoint), "--imgsz", str(IMGSZ), "--static", "--batch", "2",
                "--out", str(out / "model.onnx"), "--calib-images", "8", "--val-images", "4",
-               "--max-map-drop", "none", "--int8-weight-rounding", "gptq", "--quiet"])
+               "--max-map-drop", "none", "--quiet"])
     return rc, out
 
 
@@ -635,7 +635,7 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
 
 
 def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
-    """``--int8-weight-rounding gptq`` rounds the INT8 weights by GPTQ (precision/rounding.py) with the mse scales:
+    """The default ``--int8-weight-rounding gptq`` rounds the INT8 weights by GPTQ (precision/rounding.py) with the mse scales:
     the scales are those of nearest rounding, some levels differ from nearest, the rounding lowered
     each layer's output error on the calibration images, and the TensorRT 10/11 file (FP16 scales)
     carries the very INT8 weights of the FP32-scale file."""
@@ -668,6 +668,42 @@ def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
         np.testing.assert_array_equal(i16[k], i32[k])
         differ += int((i32[k] != q0).sum())
     assert differ > 0
+
+
+def test_job_without_pytorch_rounds_to_nearest_and_starts_the_shifted_grids_higher(job, tmp_path, monkeypatch):
+    """On a device without PyTorch (a Jetson with ONNX Runtime only) the default job still writes both INT8
+    files: GPTQ rounding and the refinement are skipped with a note each, every INT8 weight is its nearest
+    level on the mse scale (``quantize_weight``, the independent reference), and each shifted grid's top
+    is ``shifted_start`` of the calibrated range."""
+    import sys
+
+    from yolo_edge.precision.pipeline import PrecisionConfig, run_precision
+    from yolo_edge.precision.qdq import quantize_weight
+
+    _, out = job
+    monkeypatch.setitem(sys.modules, "torch", None)  # ``import torch`` raises ImportError from here on
+    res = run_precision(out / "model.onnx", PrecisionConfig(out_dir=tmp_path, fp16=False, calib="synthetic:calib",
+                                                           calib_images=4, val=None, sensitivity="never",
+                                                           latency_runs=1, report_images=1, show_progress=False))
+    assert any(n.startswith("INT8 weights not rounded by gptq: PyTorch is not installed") for n in res.notes)
+    assert any(n.startswith("activation ranges not refined: PyTorch is not installed") for n in res.notes)
+    info = read_spec_extra(res.paths["int8_fp32scales"])
+    assert info["weight_rounding"] == "nearest"
+    m = onnx.load(str(res.paths["int8_fp32scales"]))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    src = {t.name: numpy_helper.to_array(t) for t in prepare(strip_nms(onnx.load(str(out / "model.onnx")))).graph.initializer}
+    weights = [k for k in inits if k.endswith("_quantized")]
+    assert len(weights) == len(info["quantized_layers"])
+    for k in weights:
+        q0, _ = quantize_weight(src[k[: -len("_quantized")]], 0, "mse")
+        np.testing.assert_array_equal(inits[k], q0)
+    stats = json.loads((tmp_path / "report" / "report.json").read_text())
+    shifted = [e for e in stats["tensors"] if "shift" in e]
+    assert shifted and len(shifted) < len(stats["tensors"])
+    for e in shifted:  # the geometric mean of entropy's amax and max |x|, to within the half step c is snapped by
+        want = math.sqrt(e["amax_by_method"]["entropy"] * max(abs(e["min"]), abs(e["max"])))
+        assert e["amax"] == pytest.approx(want, abs=0.5 * e["scale"] + 1e-6), e["tensor"]
+    assert any(e["amax"] > e["amax_by_method"]["entropy"] + e["scale"] for e in shifted)  # not entropy's own
 
 
 def read_spec_extra(path):

@@ -27,7 +27,7 @@ REFINE_IMAGES = 32  # = refine.REFINE_IMAGES
 WEIGHT_SCALES = ("mse", "max")  # = qdq.WEIGHT_SCALES
 DEFAULT_WEIGHT_SCALE = "mse"  # = qdq.DEFAULT_WEIGHT_SCALE
 WEIGHT_ROUNDINGS = ("gptq", "nearest")  # = rounding.WEIGHT_ROUNDINGS
-DEFAULT_WEIGHT_ROUNDING = "nearest"  # = rounding.DEFAULT_WEIGHT_ROUNDING
+DEFAULT_WEIGHT_ROUNDING = "gptq"  # = rounding.DEFAULT_WEIGHT_ROUNDING
 SHIFTS = ("all", "unpadded", "off")  # = qdq.SHIFTS
 DEFAULT_SHIFT = "all"  # = qdq.DEFAULT_SHIFT
 
@@ -94,9 +94,9 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                    help="trt placement: each weight channel's INT8 scale: mse (default; the clipping of max|w| with "
                         "the least squared error of the INT8 weights) or max (max|w| / 127)")
     g.add_argument("--int8-weight-rounding", choices=WEIGHT_ROUNDINGS, default=DEFAULT_WEIGHT_ROUNDING,
-                   help="trt placement: nearest (default; each weight to its nearest INT8 level) or gptq (each "
-                        "layer's INT8 weights rounded so that its output error on 64 calibration images is least, "
-                        "the scales unchanged; needs PyTorch, else nearest)")
+                   help="trt placement: gptq (default; each layer's INT8 weights rounded so that its output error "
+                        "on 64 calibration images is least, the scales unchanged; needs PyTorch, else nearest) or "
+                        "nearest (each weight to its nearest INT8 level)")
     g.add_argument("--int8-shift", choices=SHIFTS, default=DEFAULT_SHIFT,
                    help="trt placement: activations that never go below a small bound (SiLU, Sigmoid outputs, the "
                         "image) are quantized over [bound, amax] instead of [-amax, amax], with the shift folded "

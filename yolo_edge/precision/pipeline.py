@@ -10,8 +10,10 @@ Steps (each printed with its time, long ones with a progress bar):
 1. strip NMS from the FP32 graph and find the decode tail (kept in higher precision);
 2. hash the calibration and validation images; refuse an overlap (``force_overlap`` to override);
 3. one calibration pass (or reuse ``calibration.stats.npz`` when its key still matches);
-4. INT8 ranges from the calibration method, refined end to end on ``refine_images`` calibration
-   images against FP32's boxes and scores (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
+4. INT8 ranges from the calibration method; INT8 weight levels rounded by GPTQ on
+   ``rounding_images`` calibration images (``precision/rounding.py``, PyTorch); the ranges refined
+   end to end on ``refine_images`` calibration images against FP32's boxes and scores, through
+   those weights (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
    FP16 graph with the keep-FP32 list and the overflow check;
 5. mAP of FP32, FP16 and INT8 on the validation images, all three the same way: graphs without
    NMS, then the numpy reference NMS with the evaluation thresholds (``VAL_NMS``: score 0.001,
@@ -89,8 +91,8 @@ class PrecisionConfig:
             :func:`~yolo_edge.precision.qdq.quantize_weight`.
         weight_rounding: ``trt`` placement: ``gptq`` (each layer's INT8 weights rounded to lower its
             output error on the first ``rounding_images`` calibration images,
-            :func:`~yolo_edge.precision.rounding.gptq_weights`; needs PyTorch, else nearest with a
-            note) or ``nearest``.
+            :func:`~yolo_edge.precision.rounding.gptq_weights`; the default; needs PyTorch, else
+            nearest with a note) or ``nearest``.
         rounding_images: calibration images the ``gptq`` rounding gathers layer inputs from.
         shift: ``trt`` placement: which activations with a static lower bound get an INT8 grid moved
             over their range (``all``, ``unpadded``, ``off``;
