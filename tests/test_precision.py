@@ -635,8 +635,8 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
 
 
 def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
-    """The default ``--int8-weight-rounding gptq`` rounds the INT8 weights by GPTQ (precision/rounding.py) with the mse scales:
-    the scales are those of nearest rounding, some levels differ from nearest, the rounding lowered
+    """The default ``--int8-weight-rounding gptq`` rounds the INT8 weights by GPTQ (precision/rounding.py) with
+    the mse scales: the scales are those of nearest rounding, some levels differ from nearest, the rounding lowered
     each layer's output error on the calibration images, and the TensorRT 10/11 file (FP16 scales)
     carries the very INT8 weights of the FP32-scale file."""
     from onnx import numpy_helper
@@ -691,7 +691,8 @@ def test_job_without_pytorch_rounds_to_nearest_and_starts_the_shifted_grids_high
     assert info["weight_rounding"] == "nearest"
     m = onnx.load(str(res.paths["int8_fp32scales"]))
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    src = {t.name: numpy_helper.to_array(t) for t in prepare(strip_nms(onnx.load(str(out / "model.onnx")))).graph.initializer}
+    raw = prepare(strip_nms(onnx.load(str(out / "model.onnx"))))
+    src = {t.name: numpy_helper.to_array(t) for t in raw.graph.initializer}
     weights = [k for k in inits if k.endswith("_quantized")]
     assert len(weights) == len(info["quantized_layers"])
     for k in weights:
