@@ -486,18 +486,18 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     else:
         amax = stats.amax(cfg.method, cfg.percentile, names=acts)
     lower = {}  # the tensors on shifted grids (qdq.shift_activations) and their lower bounds
+    higher = {*guard, *cfg.exclude}  # layers kept in higher precision: their inputs are not quantized for them
     if make_trt and cfg.placement == "trt":
         from .qdq import shift_bounds, shifted_start
 
-        skip = {*guard, *cfg.exclude}
-        lower = shift_bounds(raw, {t: [c for c in cs if c not in skip] for t, cs in acts.items()
-                                   if t in amax and any(c not in skip for c in cs)}, cfg.shift)
+        lower = shift_bounds(raw, {t: [c for c in cs if c not in higher] for t, cs in acts.items()
+                                   if t in amax and any(c not in higher for c in cs)}, cfg.shift)
     refined = None
     calibrated_amax = amax
     if make_trt and cfg.placement == "trt" and cfg.weight_rounding == "gptq" and cfg.rounding_images > 0:
         rounded = _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose)
     if make_trt and cfg.refine_images > 0:
-        amax, refined = _refine(raw, acts, amax, nodes, {*guard, *cfg.exclude}, calib, cfg, spec, fb, notes, verbose,
+        amax, refined = _refine(raw, acts, amax, nodes, higher, calib, cfg, spec, fb, notes, verbose,
                                 icfg().int8_weights, lower)
     if lower and refined is None:  # calibrated ranges only: the shifted grids start higher (qdq.shifted_start)
         amax = calibrated_amax = shifted_start(amax, lower, stats.absmax())

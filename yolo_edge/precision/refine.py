@@ -33,8 +33,6 @@ class UnsupportedGraph(YoloEdgeError):
     """The graph uses an operator :class:`TorchGraph` does not implement."""
 
 
-
-
 def _pads(p, nd: int):
     """ONNX pads (begin..., end...) -> symmetric torch padding, or None when asymmetric."""
     p = list(p) if p else [0] * (2 * nd)
