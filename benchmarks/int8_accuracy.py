@@ -17,7 +17,7 @@ thresholds, scored by pycocotools — the same for every row):
   exclusions, ranges by each calibration method from ONE calibration pass;
 * ``int8 <default method> + refined ranges (the job's default)`` — that method's ranges refined end
   to end on the first ``--refine`` calibration images (``precision/refine.py``), as ``export --int8``
-  does; the head guard applies to every yolo-edge row;
+  does; the guard (``--guard``: the job's, ``sensitive`` by default) applies to every yolo-edge row;
 * with ``--also-weight-scale mse``: the default method's calibrated and refined rows again with
   those per-channel weight scales (``qdq.quantize_weight``);
 * ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
@@ -75,8 +75,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modelopt-high-precision", default="fp16", choices=("fp16", "fp32"))
     ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PATH", help="more INT8 graphs to score")
     ap.add_argument("--head-guard", type=float, default=None, metavar="SHARE",
-                    help="FLOP share the finest prediction convs may keep FP16 in yolo-edge's rows (default: the "
-                         "job's, 0.05; 0: off). The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
+                    help="FLOP share the guard may keep FP16 in yolo-edge's rows (default: the job's, 0.05; 0: off). "
+                         "The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
+    ap.add_argument("--guard", default=None, choices=("sensitive", "head"),
+                    help="which layers the guard keeps FP16 (default: the job's, sensitive; precision/sensitivity.py "
+                         "sensitive_guard, chosen on the default method's calibrated ranges as the job does)")
     ap.add_argument("--weight-scale", default=None, choices=("mse", "max"),
                     help="per-channel weight scales of yolo-edge's rows (default: the job's, mse)")
     ap.add_argument("--also-weight-scale", default=None, choices=("mse", "max"),
@@ -166,7 +169,10 @@ def main(argv=None) -> int:
 
     acts = {t: [c for c, _ in uses] for t, uses in qdq_sites(raw, Int8Config(), tail.nodes).items()}
     guard_share = HEAD_GUARD_SHARE if args.head_guard is None else args.head_guard
-    guard = head_guard(raw, tail.head, nodes, guard_share)
+    from yolo_edge.precision.sensitivity import DEFAULT_GUARD, GUARD_IMAGES, sensitive_guard
+
+    guard_policy = args.guard or DEFAULT_GUARD
+    guard = head_guard(raw, tail.head, nodes, guard_share) if guard_policy == "head" else []  # sensitive: below
     eval_spec = spec.replace(nms=NmsSpec(flavour="none"))
 
     # one calibration pass, timed; each method's range selection, timed
@@ -235,6 +241,15 @@ def main(argv=None) -> int:
         lower = shift_bounds(raw, {t: cs for t, cs in sites.items() if cs and t in amaxes[m]}, shf)
         return shifted_start(amaxes[m], lower, stats.absmax()), lower
 
+    if guard_policy == "sensitive" and guard_share > 0 and primary:  # as the job: on the calibrated full INT8 model
+        choice = sensitive_guard(raw, quantize_qdq(raw, start(primary, shift, skip=())[0], Int8Config(method=primary),
+                                                   tail.nodes),
+                                 list(calib.head(GUARD_IMAGES).batches(spec.letterbox, 1)), nodes, guard_share,
+                                 show_progress=True)
+        guard = choice.nodes
+        timing["guard"] = choice.to_dict()
+        _log(f"guard: {choice.summary()}: {', '.join(guard)}")
+
     def refine_row(m, scale, timing, key, rounding=weight_rounding, shift=shift):
         """Method ``m``'s ranges refined end to end (precision/refine.py) with weight scales ``scale``,
         weight ``rounding`` and activation ``shift``: the Q/DQ graph as the job writes it."""
@@ -262,7 +277,7 @@ def main(argv=None) -> int:
             f16 = convert_fp16(raw, stats.absmax(), tail=tail.nodes).model
             graphs.append((f"int8 {m}, FP16-scale file (TensorRT 10/11) as ONNX Runtime runs it", fp16_scale_twin(q, f16)))
         if m == primary and guard:
-            graphs.append((f"int8 {m}, no head guard", quantize_qdq(raw, start(m, shift, skip=())[0], Int8Config(method=m),
+            graphs.append((f"int8 {m}, no guard", quantize_qdq(raw, start(m, shift, skip=())[0], Int8Config(method=m),
                                                                     tail.nodes)))
         if m == primary and refine_n > 0:  # the job's default: these ranges refined end to end (precision/refine.py)
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
@@ -383,7 +398,7 @@ def main(argv=None) -> int:
             row["delta_ci90"] = list(boot.interval(i, 0))
 
     cmd = " ".join(["python", "benchmarks/int8_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
-    result = {"command": cmd, "head_guard": {"share": guard_share, "nodes": guard}, "model": str(args.from_onnx or args.model or "bundled"), "calib": args.calib,
+    result = {"command": cmd, "head_guard": {"share": guard_share, "policy": guard_policy, "nodes": guard}, "model": str(args.from_onnx or args.model or "bundled"), "calib": args.calib,
               "val": args.val, "val_images": len(val_ds), "calibration": timing, "rows": rows, "notes": notes,
               "bootstrap": args.bootstrap, "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
               "python": platform.python_version(), "total_seconds": round(time.perf_counter() - t_all, 1)}
@@ -407,8 +422,8 @@ def main(argv=None) -> int:
               "Output error: the mean over the validation images of the refinement's loss (squared score error "
               "over all anchors and classes + FP32-score-weighted 1 - IoU of the boxes; precision/refine.py "
               "output_loss) between the row's raw outputs and FP32's: smooth, so the least noisy of the three. "
-              + (f"Head guard {guard_share:g}: {', '.join(guard)} kept FP16 in yolo-edge's rows (as the job does)."
-                 if guard else "No head guard."),
+              + (f"Guard ({guard_policy}, FLOP share {guard_share:g}): {', '.join(guard)} kept FP16 in yolo-edge's "
+                 "rows (as the job does)." if guard else "No guard."),
               "", f"Calibration: {stats.n_images} images, one pass {pass_s:.1f} s; range selection "
               + ", ".join(f"{m} {s:.2f} s" for m, s in timing["method_seconds"].items()) + ".", *notes,
               f"Machine: {result['machine']}; total {result['total_seconds']:.0f} s.", ""]

@@ -649,8 +649,10 @@ def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
     raw = prepare(strip_nms(onnx.load(str(out / "model.onnx"))))
     grouped = {n.name for n in raw.graph.node if n.op_type == "Conv"
                and any(a.name == "group" and a.i > 1 for a in n.attribute)}
-    assert grouped and set(grouped) <= set(info["quantized_layers"])  # the depthwise convs keep nearest rounding
-    assert r["layers"] == len(info["quantized_layers"]) - len(grouped) and r["images"] == 8
+    quantized, guard = set(info["quantized_layers"]), set(info["head_guard"]["nodes"])
+    assert grouped and grouped <= quantized | guard  # (the guard may keep these cheap convs FP16)
+    # rounded before the guard chose its layers: every quantizable conv but the depthwise ones
+    assert r["layers"] == len((quantized | guard) - grouped) and r["images"] == 8
     assert all(after <= before for before, after in r["error"].values())
     assert sum(after < before for before, after in r["error"].values()) >= r["layers"] // 2
     f32 = onnx.load(str(out / "model.int8.fp32scales.onnx"))
@@ -668,6 +670,38 @@ def test_job_rounds_the_weights_by_gptq_and_both_int8_files_carry_them(job):
         np.testing.assert_array_equal(i16[k], i32[k])
         differ += int((i32[k] != q0).sum())
     assert differ > 0
+
+
+def test_job_keeps_the_sensitive_guards_layers_fp16_within_the_flop_share(job):
+    """The default guard (sensitive): the layers it names read no DequantizeLinear in the TensorRT
+    file, each has its reason, and the precision map still has >= 95 % of the conv FLOPs INT8."""
+    import onnx
+
+    from yolo_edge.precision.precision_map import precision_map
+    from yolo_edge.runtime.ort_runner import read_spec
+
+    rc, out = job
+    info = read_spec(out / "model.int8.onnx").extra["precision"]
+    g = info["head_guard"]
+    assert g["policy"] == "sensitive" and g["share"] == 0.05 and g["nodes"]
+    assert g["sensitive"]["flop_share"] <= 0.05 and g["sensitive"]["images"] == 8
+    assert {e["node"] for e in info["excluded"] if e["reason"].startswith("guard:")} == set(g["nodes"])
+    q = onnx.load(str(out / "model.int8.onnx"))
+    prod = {o: n.op_type for n in q.graph.node for o in n.output}
+    by = {n.name: n for n in q.graph.node}
+    for name in g["nodes"]:
+        assert all(prod.get(i) != "DequantizeLinear" for i in by[name].input), name
+    kept = {e["node"] for e in info["excluded"]}  # the guard's, the decode tail's
+    quantized = [n for n in q.graph.node if n.op_type == "Conv" and n.name not in kept]
+    node_of = {o: n for n in q.graph.node for o in n.output}
+
+    def reads_dq(t):  # through the explicit Pad of a shifted grid
+        src = node_of.get(t)
+        return src is not None and (src.op_type == "DequantizeLinear"
+                                    or (src.op_type == "Pad" and reads_dq(src.input[0])))
+
+    assert quantized and all(reads_dq(n.input[0]) for n in quantized)
+    assert precision_map(out / "model.int8.onnx", "10").conv_int8_share >= 0.95
 
 
 def test_job_without_pytorch_rounds_to_nearest_and_starts_the_shifted_grids_higher(job, tmp_path, monkeypatch):

@@ -28,6 +28,9 @@ WEIGHT_SCALES = ("mse", "max")  # = qdq.WEIGHT_SCALES
 DEFAULT_WEIGHT_SCALE = "mse"  # = qdq.DEFAULT_WEIGHT_SCALE
 WEIGHT_ROUNDINGS = ("gptq", "nearest")  # = rounding.WEIGHT_ROUNDINGS
 DEFAULT_WEIGHT_ROUNDING = "gptq"  # = rounding.DEFAULT_WEIGHT_ROUNDING
+GUARDS = ("sensitive", "head")  # = sensitivity.GUARDS
+DEFAULT_GUARD = "sensitive"  # = sensitivity.DEFAULT_GUARD
+GUARD_IMAGES = 8  # = sensitivity.GUARD_IMAGES
 SHIFTS = ("all", "unpadded", "off")  # = qdq.SHIFTS
 DEFAULT_SHIFT = "all"  # = qdq.DEFAULT_SHIFT
 
@@ -82,10 +85,14 @@ def add_int8_args(p: argparse.ArgumentParser) -> None:
                         "input of Add, MaxPool; writes <out>.int8.onnx with FP16 scales for TensorRT >= 10 and "
                         "<out>.int8.fp32scales.onnx for TensorRT 8.6 / ONNX Runtime) or conv (convolution inputs "
                         "only, FP32 scales: the earlier placement)")
-    g.add_argument("--int8-head-guard", type=fraction, default=HEAD_GUARD_SHARE, metavar="SHARE",
-                   help="trt target: keep the finest-resolution prediction convs (the small-object head) FP16 while "
-                        "they cost at most this share of the convolution FLOPs (default 0.05, so >= 95 %% run INT8; "
-                        "0 = quantize them too)")
+    g.add_argument("--int8-guard-share", "--int8-head-guard", dest="int8_head_guard", type=fraction,
+                   default=HEAD_GUARD_SHARE, metavar="SHARE",
+                   help="trt target: the share of the convolution FLOPs the guard may keep FP16 (default 0.05, so "
+                        ">= 95 %% run INT8; 0 = quantize every layer)")
+    g.add_argument("--int8-guard", choices=GUARDS, default=DEFAULT_GUARD,
+                   help="trt target: which layers the guard keeps FP16: sensitive (default; those whose FP16 lowers "
+                        f"the INT8 model's output error against FP32 most per FLOP, measured on {GUARD_IMAGES} "
+                        "calibration images) or head (the finest-resolution prediction convs, the small-object head)")
     g.add_argument("--int8-refine", type=non_negative_int, default=REFINE_IMAGES, metavar="N",
                    help="trt target: refine the activation ranges end to end on N calibration images, by gradient "
                         "descent on how far the INT8 boxes and scores move from FP32's (needs PyTorch; default "
@@ -147,6 +154,7 @@ def config_from_args(args, out_dir: Path, name: str, *, fp16: bool, int8: bool):
         int8_target=getattr(args, "int8_target", "trt"), int8_reduce_range=getattr(args, "int8_reduce_range", False),
         int8_cpu_method=getattr(args, "int8_cpu_method", None),
         head_guard=getattr(args, "int8_head_guard", HEAD_GUARD_SHARE),
+        guard=getattr(args, "int8_guard", DEFAULT_GUARD),
         refine_images=getattr(args, "int8_refine", REFINE_IMAGES),
         weight_scale=getattr(args, "int8_weight_scale", DEFAULT_WEIGHT_SCALE),
         weight_rounding=getattr(args, "int8_weight_rounding", DEFAULT_WEIGHT_ROUNDING),
@@ -171,7 +179,7 @@ def finish(result, t0: float) -> int:
           "ONNX Runtime's CPU provider runs them in float (not faster here)")
     for note in result.notes:
         print(f"note: {note}")
-    by_reason: dict[str, list[str]] = {}  # one line per reason (the head guard keeps up to 6 convs alike)
+    by_reason: dict[str, list[str]] = {}  # one line per reason (the guard keeps several layers alike)
     for e in result.excluded:
         by_reason.setdefault(e["reason"], []).append(e["node"])
     for reason, nodes in by_reason.items():

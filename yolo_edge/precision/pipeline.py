@@ -11,7 +11,9 @@ Steps (each printed with its time, long ones with a progress bar):
 2. hash the calibration and validation images; refuse an overlap (``force_overlap`` to override);
 3. one calibration pass (or reuse ``calibration.stats.npz`` when its key still matches);
 4. INT8 ranges from the calibration method; INT8 weight levels rounded by GPTQ on
-   ``rounding_images`` calibration images (``precision/rounding.py``, PyTorch); the ranges refined
+   ``rounding_images`` calibration images (``precision/rounding.py``, PyTorch); the guard's layers
+   kept FP16 within ``head_guard`` of the convolution FLOPs, chosen by their measured effect on the
+   full INT8 model's outputs (``sensitivity.sensitive_guard``, ONNX Runtime); the ranges refined
    end to end on ``refine_images`` calibration images against FP32's boxes and scores, through
    those weights (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
    FP16 graph with the keep-FP32 list and the overflow check;
@@ -51,6 +53,7 @@ from .calibration import (DEFAULT_CALIB_IMAGES, DEFAULT_METHOD, DEFAULT_PERCENTI
                           STATS_VERSION, CalibrationStats, ImageSet, check_disjoint, collect_stats, data_hash)
 from .int8 import DEFAULT_OP_TYPES, DEFAULT_PLACEMENT, Int8Config
 from .qdq import DEFAULT_SHIFT, DEFAULT_WEIGHT_SCALE, HEAD_GUARD_SHARE, head_guard, shifted_tensors
+from .sensitivity import DEFAULT_GUARD, GUARDS
 from .refine import REFINE_IMAGES
 from .rounding import DEFAULT_WEIGHT_ROUNDING, ROUNDING_IMAGES, WEIGHT_ROUNDINGS
 
@@ -84,8 +87,13 @@ class PrecisionConfig:
         int8_cpu_method: calibration method of the ``ort-cpu`` target (``method`` is the TensorRT
             target's); None: with validation data, percentile, minmax and entropy are tried and the
             most accurate kept (``precision/cpu_target.py``); without, percentile.
-        head_guard: ``trt`` target: FLOP share the finest-resolution prediction convs may keep FP16
-            (:func:`~yolo_edge.precision.qdq.head_guard`; 0: off).
+        head_guard: ``trt`` target: the FLOP share of the quantized layers the guard may keep FP16
+            (0: off; at most 0.05 meets issue 12's floor of 95 % INT8).
+        guard: ``trt`` target: which layers that share keeps FP16. ``sensitive`` (the default): those
+            whose exclusion lowers the full INT8 model's output loss against FP32 most per FLOP,
+            measured on ``GUARD_IMAGES`` calibration images
+            (:func:`~yolo_edge.precision.sensitivity.sensitive_guard`); ``head``: the finest-resolution
+            prediction convs (:func:`~yolo_edge.precision.qdq.head_guard`).
         weight_scale: ``trt`` placement: each weight channel's scale, ``mse`` (the clipping with the
             least squared error of its INT8 weights) or ``max`` (max|w| / 127); see
             :func:`~yolo_edge.precision.qdq.quantize_weight`.
@@ -142,7 +150,8 @@ class PrecisionConfig:
     int8_target: str = "trt"  # trt | ort-cpu | both (precision/int8_cpu.py)
     int8_reduce_range: bool = False  # ort-cpu: 7-bit weights for x86 CPUs without VNNI
     int8_cpu_method: str | None = None  # ort-cpu calibration method (None: int8_cpu.CPU_DEFAULT_METHOD)
-    head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the finest prediction convs may keep FP16 (0: off)
+    head_guard: float = HEAD_GUARD_SHARE  # trt target: FLOP share the guard may keep FP16 (0: off)
+    guard: str = DEFAULT_GUARD  # trt target: which layers the guard keeps FP16: sensitive | head
     weight_scale: str = DEFAULT_WEIGHT_SCALE  # trt placement: per-channel weight scales, mse | max
     weight_rounding: str = DEFAULT_WEIGHT_ROUNDING  # trt placement: gptq | nearest
     rounding_images: int = ROUNDING_IMAGES  # calibration images gptq gathers layer inputs from
@@ -372,6 +381,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
         raise YoloEdgeError(f"int8 target must be trt, ort-cpu or both, got {cfg.int8_target!r}")
     make_trt = cfg.int8 and cfg.int8_target in ("trt", "both")
     make_cpu = cfg.int8 and cfg.int8_target in ("ort-cpu", "both")
+    if cfg.guard not in GUARDS:
+        raise YoloEdgeError(f"guard must be {' or '.join(GUARDS)}, got {cfg.guard!r}")
     if cfg.weight_rounding not in WEIGHT_ROUNDINGS:
         raise YoloEdgeError(f"weight rounding must be {' or '.join(WEIGHT_ROUNDINGS)}, got {cfg.weight_rounding!r}")
     if cfg.sensitivity not in ("auto", "always", "never"):
@@ -405,9 +416,12 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             from .qdq import qdq_sites
 
             acts = {t: [n for n, _ in uses] for t, uses in qdq_sites(raw, cfg.int8_config(), tail.nodes).items()}
-        # the head guard: the finest-resolution prediction convs stay FP16 within HEAD_GUARD_SHARE of the FLOPs
-        guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if make_trt and cfg.placement == "trt" else []
+        # the guard keeps layers FP16 within cfg.head_guard of the FLOPs: the finest-resolution prediction
+        # convs (head), or the layers measured to matter most per FLOP (sensitive: chosen after calibration)
+        guarded = make_trt and cfg.placement == "trt" and cfg.head_guard > 0
+        guard = head_guard(raw, tail.head, nodes, cfg.head_guard) if guarded and cfg.guard == "head" else []
         nodes = [n for n in nodes if n not in guard]
+        chosen = None  # sensitivity.GuardChoice of the sensitive guard
 
         rounded = None  # RoundingResult once the weights are rounded (gptq)
 
@@ -470,9 +484,6 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     excluded: list[dict] = [{"node": n, "reason": "decode tail (kept FP32: DFL, anchors, sigmoid, NMS inputs)"}
                             for n in tail.nodes]
     excluded += [{"node": n, "reason": "requested (--exclude)"} for n in cfg.exclude]
-    excluded += [{"node": n, "reason": f"head guard: finest-resolution prediction layer kept FP16 (--int8-head-guard "
-                                       f"{cfg.head_guard:g}: at most {100 * cfg.head_guard:g} % of the weighted-layer "
-                                       f"FLOPs)"} for n in guard]
     auto_choice = None
     if cfg.int8 and cfg.method == "auto":
         from .sensitivity import auto_amax
@@ -496,6 +507,29 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     calibrated_amax = amax
     if make_trt and cfg.placement == "trt" and cfg.weight_rounding == "gptq" and cfg.rounding_images > 0:
         rounded = _round_weights(raw, nodes, calib, cfg, spec, fb, notes, verbose)
+    if guarded and cfg.guard == "sensitive":
+        from .sensitivity import GUARD_IMAGES, sensitive_guard
+
+        with _Stage("guard", verbose) as st:
+            start = shifted_start(amax, lower, stats.absmax()) if lower else amax
+            batches = list(calib.head(GUARD_IMAGES).batches(spec.letterbox, fb or 1, fixed=fb is not None))
+            chosen = sensitive_guard(raw, quantize_qdq(raw, start, icfg(), tail.nodes), batches, nodes,
+                                     cfg.head_guard, show_progress=verbose)
+            guard = chosen.nodes
+            nodes = [n for n in nodes if n not in guard]
+            higher = {*guard, *cfg.exclude}
+            lower = shift_bounds(raw, {t: [c for c in cs if c not in higher] for t, cs in acts.items()
+                                       if t in amax and any(c not in higher for c in cs)}, cfg.shift)
+            st.detail = chosen.summary()
+    if cfg.guard == "head":
+        excluded += [{"node": n, "reason": f"head guard: finest-resolution prediction layer kept FP16 (--int8-guard "
+                                           f"head, --int8-head-guard {cfg.head_guard:g}: at most "
+                                           f"{100 * cfg.head_guard:g} % of the weighted-layer FLOPs)"} for n in guard]
+    else:
+        excluded += [{"node": n, "reason": f"guard: kept FP16, the layers whose FP16 lowers the INT8 model's output "
+                                           f"loss against FP32 most per FLOP (--int8-guard sensitive, at most "
+                                           f"{100 * cfg.head_guard:g} % of the convolution FLOPs)",
+                      "output_loss_gain": chosen.gain[n], "flop_share": chosen.share[n]} for n in guard]
     if make_trt and cfg.refine_images > 0:
         amax, refined = _refine(raw, acts, amax, nodes, higher, calib, cfg, spec, fb, notes, verbose,
                                 icfg().int8_weights, lower)
@@ -662,7 +696,9 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                          "shift": {"mode": icfg().algorithm()["shift"], "tensors": {
                              sh["source"]: sh["shift"] for sh in shifts.values()}},
                          "excluded": excluded, "calibration": {**calib_info, "cache_key": cache_key.key},
-                         "max_map_drop": cfg.max_map_drop, "head_guard": {"share": cfg.head_guard, "nodes": guard}}
+                         "max_map_drop": cfg.max_map_drop,
+                         "head_guard": {"share": cfg.head_guard, "policy": cfg.guard, "nodes": guard,
+                                        **({"sensitive": chosen.to_dict()} if chosen is not None else {})}}
             int8_info["placement"] = cfg.placement
             for key, variant, info in _int8_variants(qdq, raw, tail, fp16_res, stats, cfg, name, int8_info):
                 m = add_nms(copy_model(variant), spec.nms) if spec.nms.flavour != "none" else copy_model(variant)
@@ -747,6 +783,8 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                 **({"percentile": cfg.percentile} if cfg.method == "percentile" else {}),
                                 "refined": refined.summary() if refined is not None else "no",
                                 "weight_rounding": rounded.summary() if rounded is not None else "nearest",
+                                "guard": (chosen.summary() if chosen is not None
+                                          else f"{cfg.guard}: {len(guard)} layers kept FP16" if guard else "none"),
                                 "activation_shift": (f"{icfg().algorithm()['shift']}: {len(offsets)} of {len(pairs)} "
                                                      "tensors on INT8 grids over [lower bound, amax]"),
                                 "trt_cache": str(paths.get("cache", "")), "trt_version": trt_version,

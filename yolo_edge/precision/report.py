@@ -332,6 +332,47 @@ def plot_sqnr(entries: Sequence[dict]) -> bytes:
     return _png(fig)
 
 
+def _short(node: str) -> str:
+    """``/model.2/m/m.0/cv1/conv/Conv`` -> ``2/m/m.0/cv1``: a layer name short enough for an axis."""
+    for end in ("/conv/Conv", "/Conv"):
+        if node.endswith(end):
+            node = node[: -len(end)]
+    return node[len("/model."):] if node.startswith("/model.") else node.lstrip("/")
+
+
+def guard_details(report: dict) -> dict | None:
+    """The sensitive guard's measurements in a report (``int8.head_guard.sensitive``), if any."""
+    g = ((report.get("int8") or {}).get("head_guard") or {}).get("sensitive")
+    return g if g and g.get("layers") else None
+
+
+def plot_guard(guard: dict, n: int = 30) -> bytes:
+    """The sensitive guard's measurements: for the ``n`` layers of largest gain, how much output
+    loss the full INT8 model sheds with only that layer FP16 (bars, orange where the guard kept the
+    layer FP16), and the layer's share of the convolution FLOPs (dots, right axis)."""
+    rows = guard["layers"][:n]
+    fig = _figure(max(7.0, 0.3 * len(rows) + 2.5), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    ax.bar(x, [r["gain"] for r in rows], color=["tab:orange" if r["kept_fp16"] else "tab:blue" for r in rows])
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(x)
+    ax.set_xticklabels([_short(r["node"]) for r in rows], rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("output loss removed\nwith this layer FP16")
+    ax2 = ax.twinx()
+    ax2.plot(x, [100 * r["flop_share"] for r in rows], "k.", ms=5)
+    ax2.set_ylabel("% of the convolution FLOPs (dots)")
+    ax2.set_ylim(bottom=0)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:orange", label="kept FP16 by the guard"), Patch(color="tab:blue", label="INT8")],
+              fontsize=8, loc="upper right")
+    ax.set_title(f"{len(guard['nodes'])} layers kept FP16: {100 * guard['flop_share']:.2f} % of the convolution FLOPs "
+                 f"(full INT8 output loss {guard['full_int8_output_loss']:.3g}, {guard['images']} images)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
 # --- files -----------------------------------------------------------------------------------
 def write_report(report: dict, out_dir, worst: int = 10) -> dict[str, Path]:
     """Write ``report.json``, the PNGs and ``report.html`` into ``out_dir`` (atomically). Returns the paths."""
@@ -346,6 +387,8 @@ def write_report(report: dict, out_dir, worst: int = 10) -> dict[str, Path]:
         try:
             pngs = {"ranges.png": plot_ranges(entries), "histograms.png": plot_histograms(entries, worst),
                     "sqnr.png": plot_sqnr(entries)}
+            if guard_details(report):
+                pngs["guard.png"] = plot_guard(guard_details(report))
         except MissingDependency as e:
             report.setdefault("notes", []).append(f"plots skipped: {e}")
     for name, data in pngs.items():
@@ -457,6 +500,22 @@ def render_html(report: dict, pngs: Mapping[str, bytes], worst: int = 10) -> str
                          + "<br>".join(e(t) for t in tail) + "</details>",
                          e(ex[[x["node"] for x in ex].index(tail[0])]["reason"])])
         parts.append(_table(rows, ["node", "reason"]))
+    guard = guard_details(report)
+    if guard:
+        parts.append("<h2>FP16 guard: where the non-INT8 FLOPs go (--int8-guard sensitive)</h2>")
+        parts.append(f"<p>The full INT8 model ran on {guard['images']} calibration images once as it is and once per "
+                     "layer with only that layer FP16; a layer's gain is how much its detector output loss against "
+                     "FP32 fell. Layers were kept FP16 by gain per FLOP, best first, within "
+                     f"{100 * guard['budget']:.2f} % of the convolution FLOPs (the share less the convolutions not "
+                     f"INT8 anyway); {len(guard['skipped_over_share'])} layers over that alone were not measured "
+                     f"({guard['seconds']:.0f} s).</p>")
+        if "guard.png" in pngs:
+            b64 = base64.b64encode(pngs["guard.png"]).decode()
+            parts.append(f"<img alt='guard.png' src='data:image/png;base64,{b64}'>")
+        kept = [r for r in guard["layers"] if r["kept_fp16"]]
+        parts.append(_table([[e(r["node"]), _fmt(100 * r["flop_share"], 3), _fmt(r["gain"], 3),
+                              _fmt(r["gain"] / max(100 * r["flop_share"], 1e-9), 3)] for r in kept],
+                            ["kept FP16", "% of conv FLOPs", "gain (output loss)", "gain per % FLOPs"]))
     fp16 = report.get("fp16", {})
     if fp16:
         parts.append("<h2>FP16: nodes kept in FP32</h2>")

@@ -16,6 +16,11 @@ errors of several layers roughly add up, so the ranking is also the order in whi
 layers from the full INT8 model helps most. (The other choice, excluding one layer from the full
 INT8 model, measures the same thing with every other layer's noise on top.)
 
+**Guard** (:func:`sensitive_guard`, run by every INT8 job before the refinement): which layers the
+FLOP share allowed out of INT8 (5 %) goes to. The full INT8 model runs once per layer with only that
+layer FP16 (the switchable graph below, all other flags on), and layers are taken by the output loss
+they remove per FLOP.
+
 **Budget** (:func:`exclude_until_within_budget`): starting from the full INT8 model, exclude the
 worst-ranked layer, re-quantize (same calibration ranges: no recalibration), re-measure mAP on the
 validation split; keep the exclusion when it helps, revert it when it does not, and stop once
@@ -389,3 +394,138 @@ def exclude_until_within_budget(ranking: Sequence[str], quantize: Callable[[list
                 reason = "within budget"
                 break
     return ExclusionResult(excluded, current, within(current), steps, best_model, reason)
+
+
+# --- the FP16 guard: which layers the FLOP share kept out of INT8 buys most for ----------------
+
+GUARDS = ("sensitive", "head")
+DEFAULT_GUARD = "sensitive"
+GUARD_IMAGES = 8  # calibration images the sensitive guard measures each layer's exclusion on
+GUARD_BOX_SCORE = 0.05  # = refine.BOX_SCORE: anchors whose FP32 score is below it carry no box term
+
+
+def detector_loss(ref: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                  box_score: float = GUARD_BOX_SCORE) -> float:
+    """The refinement's output loss (:func:`~yolo_edge.precision.refine.output_loss`) in numpy, per
+    image: the squared score error summed over anchors and classes, plus ``1 - IoU`` of each anchor's
+    box with its FP32 box weighted by FP32's best score, over the anchors where that score is at
+    least ``box_score``; ``ref`` and ``test`` are ``(boxes (B, A, 4) xyxy, scores (B, A, C))``."""
+    rb, rs = (np.asarray(a, np.float64) for a in ref)
+    tb, ts = (np.asarray(a, np.float64) for a in test)
+    score = float(((ts - rs) ** 2).sum())
+    w = rs.max(axis=-1)
+    keep = w >= box_score
+    a, b, w = tb[keep], rb[keep], w[keep]
+    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = ix * iy
+
+    def area(z):
+        return np.clip(z[:, 2] - z[:, 0], 0, None) * np.clip(z[:, 3] - z[:, 1], 0, None)
+
+    iou = inter / (area(a) + area(b) - inter + 1e-9)
+    return (score + float((w * (1.0 - iou)).sum())) / max(rb.shape[0], 1)
+
+
+@dataclass
+class GuardChoice:
+    """The layers :func:`sensitive_guard` keeps FP16, and the measurements behind the choice.
+
+    Attributes:
+        nodes: the layers kept FP16, in the order chosen (best gain per FLOP first).
+        gain: ``{layer: output loss of the full INT8 model - output loss with only that layer
+            FP16}`` for every layer measured (larger = more worth keeping FP16).
+        share: ``{layer: its FLOPs / the FLOPs of every convolution in the graph}`` for every
+            candidate (the precision map's denominator, :attr:`PrecisionMap.conv_int8_share`).
+        budget: the share the guard could spend: ``max_share`` less the share of the convolutions
+            that are not candidates (decode tail, ``--exclude``), which are not INT8 either.
+        full_error: output loss of the full INT8 model on these images (per image).
+        skipped: candidates not measured, each alone over the FLOP share.
+    """
+
+    nodes: list[str]
+    gain: dict[str, float]
+    share: dict[str, float]
+    full_error: float
+    images: int
+    max_share: float
+    seconds: float
+    skipped: list[str] = field(default_factory=list)
+    budget: float = 0.0
+
+    def spent(self) -> float:
+        return float(sum(self.share[n] for n in self.nodes))
+
+    def summary(self) -> str:
+        return (f"{len(self.nodes)} layers kept FP16 ({100 * self.spent():.2f} % of the FLOPs, share "
+                f"{100 * self.max_share:g} %), chosen from {len(self.gain)} by output loss on {self.images} "
+                f"images, {self.seconds:.0f} s")
+
+    def to_dict(self) -> dict:
+        return {"policy": "sensitive", "nodes": list(self.nodes), "max_share": self.max_share,
+                "flop_share": round(self.spent(), 5), "budget": round(self.budget, 5), "images": self.images, "seconds": round(self.seconds, 1),
+                "full_int8_output_loss": self.full_error, "skipped_over_share": list(self.skipped),
+                "layers": [{"node": n, "gain": self.gain[n], "flop_share": round(self.share[n], 5),
+                            "kept_fp16": n in self.nodes}
+                           for n in sorted(self.gain, key=lambda k: -self.gain[k])]}
+
+
+def sensitive_guard(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers: Iterable[str],
+                    max_share: float, show_progress: bool = False) -> GuardChoice:
+    """The weighted layers of ``layers`` to keep FP16 so that at most ``max_share`` of the graph's
+    convolution FLOPs are not INT8 (the other convolutions not in ``layers`` count against it),
+    chosen by what each is measured to buy.
+
+    ``qdq_model`` is the full INT8 model (every layer of ``layers`` quantized). On ``batches`` it runs
+    once with every layer quantized and once per layer with only that layer FP16 (its activation
+    and weight inputs FP32, :func:`switchable_model`); a layer's gain is how much the detector's
+    output loss against FP32 (:func:`detector_loss`) falls. Layers are then taken by gain per FLOP,
+    best first, while the FLOPs kept out of INT8 stay within the share; a layer that would exceed
+    it is passed over for cheaper ones, and a layer with no gain is never taken. Candidates that
+    alone exceed the share are not measured."""
+    import time
+
+    from .calibration import ort_session
+    from .precision_map import CONV, _shapes, node_flops
+
+    t0 = time.perf_counter()
+    images = sum(int(np.shape(x)[0]) for x in batches)
+    layers = list(dict.fromkeys(layers))
+    shapes = _shapes(fp32_model)
+    by_name = {n.name: n for n in fp32_model.graph.node}
+    convs = {n.name: float(node_flops(n, shapes)) for n in fp32_model.graph.node if n.op_type in CONV}
+    total = sum(convs.values())
+    flops = {n: float(node_flops(by_name[n], shapes)) for n in layers if n in by_name}
+    share = {n: (f / total if total > 0 else 0.0) for n, f in flops.items()}
+    budget = max_share - (sum(f for n, f in convs.items() if n not in flops) / total if total > 0 else 0.0)
+    fits = [n for n in flops if 0 < share[n] <= budget]
+    skipped = [n for n in flops if share[n] > budget]
+    if budget <= 0 or not fits or not batches:
+        return GuardChoice([], {}, share, float("nan"), images, max_share, time.perf_counter() - t0, skipped,
+                           budget)
+    sw, flags = switchable_model(fp32_model, qdq_model, fits)
+    sess = ort_session(sw)
+    names = [o.name for o in sess.get_outputs()]
+    ib, isc = names.index("boxes"), names.index("scores")
+    in_name = [i.name for i in sess.get_inputs() if not i.name.startswith(FLAG_PREFIX)][0]
+    all_flags = list(dict.fromkeys(flags.values()))
+
+    def run(off: set[str]):
+        feeds = {f: np.array(f not in off) for f in all_flags}
+        return [sess.run(names, {in_name: x, **feeds}) for x in batches]
+
+    ref = run(set(all_flags))
+
+    def loss(outs) -> float:
+        return float(np.mean([detector_loss((r[ib], r[isc]), (o[ib], o[isc])) for r, o in zip(ref, outs)]))
+
+    full = loss(run(set()))
+    measured = [n for n in fits if n in flags]
+    gain = {n: full - loss(run({flags[n]}))
+            for n in progress(measured, desc="guard", unit="layer", disable=not show_progress)}
+    chosen, spent = [], 0.0
+    for n in sorted(measured, key=lambda k: -gain[k] / max(share[k], 1e-12)):
+        if gain[n] > 0 and spent + share[n] <= budget + 1e-12:
+            chosen.append(n)
+            spent += share[n]
+    return GuardChoice(chosen, gain, share, full, images, max_share, time.perf_counter() - t0, skipped, budget)
