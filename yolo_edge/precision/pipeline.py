@@ -501,8 +501,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
     if make_trt and cfg.placement == "trt":
         from .qdq import shift_bounds, shifted_start
 
-        lower = shift_bounds(raw, {t: [c for c in cs if c not in higher] for t, cs in acts.items()
-                                   if t in amax and any(c not in higher for c in cs)}, cfg.shift)
+        def bounds(higher):  # the shifted grids' lower bounds, for the sites still read by an INT8 layer
+            return shift_bounds(raw, {t: [c for c in cs if c not in higher] for t, cs in acts.items()
+                                      if t in amax and any(c not in higher for c in cs)}, cfg.shift)
+
+        lower = bounds(higher)
     refined = None
     calibrated_amax = amax
     if make_trt and cfg.placement == "trt" and cfg.weight_rounding == "gptq" and cfg.rounding_images > 0:
@@ -518,8 +521,7 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
             guard = chosen.nodes
             nodes = [n for n in nodes if n not in guard]
             higher = {*guard, *cfg.exclude}
-            lower = shift_bounds(raw, {t: [c for c in cs if c not in higher] for t, cs in acts.items()
-                                       if t in amax and any(c not in higher for c in cs)}, cfg.shift)
+            lower = bounds(higher)
             st.detail = chosen.summary()
     if cfg.guard == "head":
         excluded += [{"node": n, "reason": f"head guard: finest-resolution prediction layer kept FP16 (--int8-guard "
