@@ -152,6 +152,44 @@ def test_interpreter_matches_onnxruntime_on_the_other_operators():
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=1e-5)
 
 
+def test_interpreter_matches_onnxruntime_on_the_anchor_grid_operators():
+    """Range, ConstantOfShape and Expand, as Ultralytics' YOLOv8 export builds its anchor grid from a
+    feature map's shape (the sizes come from Shape, so the interpreter must compute them too)."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 2, 3, 5])
+    inits = [_const("zero", np.array(0, np.int64)), _const("one", np.array(1, np.int64)),
+             _const("half", np.array(0.5, np.float32)), _const("i2", np.array([2], np.int64)),
+             _const("i3", np.array([3], np.int64)), _const("i4", np.array([4], np.int64)),
+             _const("fstart", np.array(0.25, np.float32)), _const("fstep", np.array(0.5, np.float32))]
+    nodes = [h.make_node("Shape", ["x"], ["shp"]),
+             h.make_node("Gather", ["shp", "i2"], ["hh"], axis=0),
+             h.make_node("Gather", ["shp", "i3"], ["ww"], axis=0),
+             h.make_node("Squeeze", ["ww"], ["w0"]),
+             h.make_node("Range", ["zero", "w0", "one"], ["rx"]),  # int64 0..W-1
+             h.make_node("Cast", ["rx"], ["rxf"], to=T.FLOAT),
+             h.make_node("Add", ["rxf", "half"], ["cx"]),
+             h.make_node("Cast", ["w0"], ["wf"], to=T.FLOAT),
+             h.make_node("Range", ["fstart", "wf", "fstep"], ["fr"]),  # float steps
+             h.make_node("Concat", ["hh", "ww"], ["hw"], axis=0),
+             h.make_node("Expand", ["cx", "hw"], ["grid"]),  # (W,) -> (H, W)
+             h.make_node("ConstantOfShape", ["hw"], ["ones"], value=h.make_tensor("v", T.FLOAT, [1], [1.5])),
+             h.make_node("ConstantOfShape", ["i4"], ["zeros"]),  # default: float 0
+             h.make_node("Mul", ["grid", "ones"], ["g2"]),
+             h.make_node("Add", ["x", "g2"], ["y"])]
+    m = h.make_model(h.make_graph(nodes, "grid", [x], [h.make_tensor_value_info("y", T.FLOAT, None),
+                                                        h.make_tensor_value_info("fr", T.FLOAT, None),
+                                                        h.make_tensor_value_info("zeros", T.FLOAT, None),
+                                                        h.make_tensor_value_info("rx", T.INT64, None)], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    xv = RNG.standard_normal((1, 2, 3, 5)).astype(np.float32)
+    ref = _ort(m, xv)
+    got = TorchGraph(m).run(torch.from_numpy(xv), quantize=False)
+    assert [tuple(g.shape) for g in got] == [r.shape for r in ref] == [(1, 2, 3, 5), (10,), (4,), (5,)]
+    for a, b in zip(got, ref):
+        assert a.numpy().dtype == b.dtype
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-6, atol=1e-6)
+
+
 def test_unknown_operator_is_refused_by_name():
     x = h.make_tensor_value_info("x", T.FLOAT, [1, 4])
     m = h.make_model(h.make_graph([h.make_node("Erf", ["x"], ["y"])], "g", [x],

@@ -262,6 +262,23 @@ def _gather(torch, ins, a, n):
     return out.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1:]))
 
 
+def _constant_of_shape(torch, ins, a, n):
+    from onnx import numpy_helper
+
+    v = np.array(numpy_helper.to_array(a["value"])).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+    return torch.full([int(s) for s in ins[0].tolist()], v[0].item(), dtype=getattr(torch, str(v.dtype)))
+
+
+def _expand(torch, ins, a, n):
+    x = ins[0]
+    return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(int(s) for s in ins[1].tolist())))
+
+
+def _range(torch, ins, a, n):
+    start, limit, delta = (v.item() for v in ins[:3])
+    return torch.arange(start, limit, delta, dtype=ins[0].dtype)
+
+
 def _reduce(fn):
     def op(torch, ins, a, n):
         axes = ins[1].tolist() if len(ins) > 1 and ins[1] is not None else a.get("axes")
@@ -288,6 +305,9 @@ _OPS: dict[str, Callable] = {
     "Squeeze": _squeeze,
     "Cast": _cast,
     "Gather": _gather,
+    "ConstantOfShape": _constant_of_shape,  # the anchor grids of Ultralytics YOLOv8 exports
+    "Expand": _expand,
+    "Range": _range,
     "Add": _binary(lambda x, y: x + y),
     "Sub": _binary(lambda x, y: x - y),
     "Mul": _binary(lambda x, y: x * y),
