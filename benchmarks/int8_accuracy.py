@@ -55,6 +55,7 @@ def _log(msg: str) -> None:
 
 def main(argv=None) -> int:
     from yolo_edge.precision.calibration import METHODS as ALL_METHODS
+    from yolo_edge.precision.sensitivity import GUARDS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--head-guard", type=float, default=None, metavar="SHARE",
                     help="FLOP share the guard may keep FP16 in yolo-edge's rows (default: the job's, 0.05; 0: off). "
                          "The job's method (entropy) also gets a row without it and a row for the FP16-scale file")
-    ap.add_argument("--guard", default=None, choices=("sensitive", "head"),
+    ap.add_argument("--guard", default=None, choices=GUARDS,
                     help="which layers the guard keeps FP16 (default: the job's, sensitive; precision/sensitivity.py "
                          "sensitive_guard, chosen on the default method's calibrated ranges as the job does)")
     ap.add_argument("--weight-scale", default=None, choices=("mse", "max"),

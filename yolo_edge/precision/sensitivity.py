@@ -37,6 +37,7 @@ import numpy as np
 
 from ..deps import progress, require
 from .qdq import shifted_tensors
+from .refine import BOX_SCORE  # anchors whose FP32 score is below it carry no box term (no torch import)
 
 FLAG_PREFIX = "qflag::"
 
@@ -158,30 +159,37 @@ class LayerSensitivity:
         return {"node": self.node, "output_error": self.error}
 
 
-def layer_sensitivity(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers: Iterable[str] | None = None,
-                      show_progress: bool = True) -> tuple[list[LayerSensitivity], float]:
-    """Rank quantized layers by the output error each causes alone (see the module doc).
-
-    Returns ``(ranking worst first, error of the full INT8 model)``."""
+def _switched(fp32_model, qdq_model, layers, batches):
+    """``(flags, run)``: the switchable graph of ``qdq_model`` in one ONNX Runtime session, and
+    ``run(on)``, its ``(boxes, scores)`` on each of ``batches`` with the flag inputs in ``on`` true
+    (quantized) and the others false (FP32)."""
     from .calibration import ort_session
 
     sw, flags = switchable_model(fp32_model, qdq_model, layers)
     sess = ort_session(sw)
     names = [o.name for o in sess.get_outputs()]
+    ib, isc = names.index("boxes"), names.index("scores")
     in_name = [i.name for i in sess.get_inputs() if not i.name.startswith(FLAG_PREFIX)][0]
     all_flags = list(dict.fromkeys(flags.values()))
 
-    def run(on: set[str]):
+    def run(on) -> list[tuple[np.ndarray, np.ndarray]]:
         feeds = {f: np.array(f in on) for f in all_flags}
-        return [sess.run(names, {in_name: x, **feeds}) for x in batches]
+        return [(o[ib], o[isc]) for o in (sess.run(names, {in_name: x, **feeds}) for x in batches)]
 
+    return flags, run
+
+
+def layer_sensitivity(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers: Iterable[str] | None = None,
+                      show_progress: bool = True) -> tuple[list[LayerSensitivity], float]:
+    """Rank quantized layers by the output error each causes alone (see the module doc).
+
+    Returns ``(ranking worst first, error of the full INT8 model)``."""
+    flags, run = _switched(fp32_model, qdq_model, layers, batches)
     ref = run(set())
-    full = run(set(all_flags))
+    full = run(set(flags.values()))
 
     def err(outs):
-        b = np.concatenate([o[names.index("boxes")] for o in outs]), np.concatenate([o[names.index("scores")] for o in outs])
-        r = np.concatenate([o[names.index("boxes")] for o in ref]), np.concatenate([o[names.index("scores")] for o in ref])
-        return output_error(r, b)
+        return output_error(tuple(np.concatenate(v) for v in zip(*ref)), tuple(np.concatenate(v) for v in zip(*outs)))
 
     nodes = [k for k in flags if k != "__shared__"]
     out = []
@@ -401,11 +409,10 @@ def exclude_until_within_budget(ranking: Sequence[str], quantize: Callable[[list
 GUARDS = ("sensitive", "head")
 DEFAULT_GUARD = "sensitive"
 GUARD_IMAGES = 8  # calibration images the sensitive guard measures each layer's exclusion on
-GUARD_BOX_SCORE = 0.05  # = refine.BOX_SCORE: anchors whose FP32 score is below it carry no box term
 
 
 def detector_loss(ref: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                  box_score: float = GUARD_BOX_SCORE) -> float:
+                  box_score: float = BOX_SCORE) -> float:
     """The refinement's output loss (:func:`~yolo_edge.precision.refine.output_loss`) in numpy, per
     image: the squared score error summed over anchors and classes, plus ``1 - IoU`` of each anchor's
     box with its FP32 box weighted by FP32's best score, over the anchors where that score is at
@@ -463,7 +470,8 @@ class GuardChoice:
 
     def to_dict(self) -> dict:
         return {"policy": "sensitive", "nodes": list(self.nodes), "max_share": self.max_share,
-                "flop_share": round(self.spent(), 5), "budget": round(self.budget, 5), "images": self.images, "seconds": round(self.seconds, 1),
+                "flop_share": round(self.spent(), 5), "budget": round(self.budget, 5), "images": self.images,
+                "seconds": round(self.seconds, 1),
                 "full_int8_output_loss": self.full_error, "skipped_over_share": list(self.skipped),
                 "layers": [{"node": n, "gain": self.gain[n], "flop_share": round(self.share[n], 5),
                             "kept_fp16": n in self.nodes}
@@ -485,7 +493,6 @@ def sensitive_guard(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers
     alone exceed the share are not measured."""
     import time
 
-    from .calibration import ort_session
     from .precision_map import CONV, _shapes, node_flops
 
     t0 = time.perf_counter()
@@ -503,25 +510,16 @@ def sensitive_guard(fp32_model, qdq_model, batches: Sequence[np.ndarray], layers
     if budget <= 0 or not fits or not batches:
         return GuardChoice([], {}, share, float("nan"), images, max_share, time.perf_counter() - t0, skipped,
                            budget)
-    sw, flags = switchable_model(fp32_model, qdq_model, fits)
-    sess = ort_session(sw)
-    names = [o.name for o in sess.get_outputs()]
-    ib, isc = names.index("boxes"), names.index("scores")
-    in_name = [i.name for i in sess.get_inputs() if not i.name.startswith(FLAG_PREFIX)][0]
-    all_flags = list(dict.fromkeys(flags.values()))
-
-    def run(off: set[str]):
-        feeds = {f: np.array(f not in off) for f in all_flags}
-        return [sess.run(names, {in_name: x, **feeds}) for x in batches]
-
-    ref = run(set(all_flags))
+    flags, run = _switched(fp32_model, qdq_model, fits, batches)
+    every = set(flags.values())
+    ref = run(set())
 
     def loss(outs) -> float:
-        return float(np.mean([detector_loss((r[ib], r[isc]), (o[ib], o[isc])) for r, o in zip(ref, outs)]))
+        return float(np.mean([detector_loss(r, o) for r, o in zip(ref, outs)]))
 
-    full = loss(run(set()))
+    full = loss(run(every))
     measured = [n for n in fits if n in flags]
-    gain = {n: full - loss(run({flags[n]}))
+    gain = {n: full - loss(run(every - {flags[n]}))
             for n in progress(measured, desc="guard", unit="layer", disable=not show_progress)}
     chosen, spent = [], 0.0
     for n in sorted(measured, key=lambda k: -gain[k] / max(share[k], 1e-12)):
