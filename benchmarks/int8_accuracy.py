@@ -268,22 +268,24 @@ def main(argv=None) -> int:
         _log(f"refine ({scale} weight scales, {rounding} rounding, shift {shift}): {r.summary()}")
         return quantize_qdq(raw, r.amax, cfg(method=m, exclude=tuple(guard)), tail.nodes)
 
+    from yolo_edge.precision.fp16 import convert_fp16
+    from yolo_edge.precision.qdq import fp16_scale_twin
+
+    f16 = convert_fp16(raw, stats.absmax(), tail=tail.nodes).model if primary else None
     for m in args.methods:
         q = quantize_qdq(raw, start(m, shift)[0], Int8Config(method=m, exclude=tuple(guard)), tail.nodes)
         graphs.append((f"int8 {m}", q))
         if m == primary:  # the same quantization as the TensorRT 10/11 file has it (FP16 graph, FP16 scales)
-            from yolo_edge.precision.fp16 import convert_fp16
-            from yolo_edge.precision.qdq import fp16_scale_twin
-
-            f16 = convert_fp16(raw, stats.absmax(), tail=tail.nodes).model
             graphs.append((f"int8 {m}, FP16-scale file (TensorRT 10/11) as ONNX Runtime runs it", fp16_scale_twin(q, f16)))
         if m == primary and guard:
             graphs.append((f"int8 {m}, no guard", quantize_qdq(raw, start(m, shift, skip=())[0], Int8Config(method=m),
                                                                     tail.nodes)))
         if m == primary and refine_n > 0:  # the job's default: these ranges refined end to end (precision/refine.py)
             at = next(i for i, (label, _) in enumerate(graphs) if label == f"int8 {m}")
-            graphs.insert(at, (f"int8 {m} + refined ranges (the job's default)",
-                               refine_row(m, weight_scale, timing, "refine")))
+            refined = refine_row(m, weight_scale, timing, "refine")
+            graphs[at:at] = [(f"int8 {m} + refined ranges (the job's default)", refined),
+                             (f"int8 {m} + refined ranges, FP16-scale file (the job's model.int8.onnx for TensorRT "
+                              f"10/11) as ONNX Runtime runs it", fp16_scale_twin(refined, f16))]
         for scale, rounding, shf, other, what in (
                 (args.also_weight_scale, weight_rounding, shift, args.also_weight_scale, "weight scales"),
                 (weight_scale, args.also_weight_rounding, shift, args.also_weight_rounding, "weight rounding"),
