@@ -15,9 +15,10 @@ thresholds, scored by pycocotools — the same for every row):
 * ``fp32`` — the reference;
 * ``int8 <method>`` — yolo-edge's Q/DQ graph (placement as ``quantize_qdq`` makes it today), no
   exclusions, ranges by each calibration method from ONE calibration pass;
-* ``int8 <default method> + refined ranges (the job's default)`` — that method's ranges refined end
-  to end on the first ``--refine`` calibration images (``precision/refine.py``), as ``export --int8``
-  does; the guard (``--guard``: the job's, ``sensitive`` by default) applies to every yolo-edge row;
+* ``int8 <default method> + refined ranges (the job's default)`` — that method's calibrated ranges
+  (on shifted grids ``qdq.shifted_start``'s) refined end to end on the first ``--refine``
+  calibration images (``precision/refine.py``), as ``export --int8`` does; and the same
+  quantization as the FP16-scale file (the job's ``model.int8.onnx`` for TensorRT 10/11); the guard (``--guard``: the job's, ``sensitive`` by default) applies to every yolo-edge row;
 * with ``--also-weight-scale mse``: the default method's calibrated and refined rows again with
   those per-channel weight scales (``qdq.quantize_weight``);
 * ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
@@ -260,8 +261,8 @@ def main(argv=None) -> int:
         sites = {t: [c for c, _ in uses if c not in guard]
                  for t, uses in qdq_sites(raw, cfg(method=m), tail.nodes).items()}
         sites = {t: cs for t, cs in sites.items() if cs}
-        lower = start(m, shift)[1]  # the refinement starts from the method's ranges, as the job's does
-        r = refine_amax(raw, sites, amaxes[m], [n for n in nodes if n not in guard],
+        a0, lower = start(m, shift)  # the refinement starts from the calibrated ranges, as the job's does
+        r = refine_amax(raw, sites, a0, [n for n in nodes if n not in guard],
                         list(calib.head(refine_n).batches(spec.letterbox, 1)), show_progress=True, weight_scale=scale,
                         seed=args.refine_seed, int8_weights=rounded(rounding, scale), lower=lower)
         timing[key] = r.to_dict()

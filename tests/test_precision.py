@@ -597,10 +597,11 @@ FLAG_NAMES = {"narrow_range", "heavy_saturation", "fp16_overflow_risk", "low_sqn
 
 
 def test_job_refines_the_ranges_and_the_report_shows_both(job):
-    """The default job refines entropy's ranges (precision/refine.py) on the calibration images, in
+    """The default job refines the calibrated ranges (precision/refine.py) on the calibration images, in
     the static batch of 2: the INT8 file's activation scales are the refined ranges / 127, the report
-    keeps entropy's range beside each (equal to what the statistics give for entropy), and the
-    ranges plot is drawn with both."""
+    keeps the calibrated range beside each (what the statistics give for entropy; on a shifted grid
+    the geometric mean of that and the largest |x|, ``qdq.shifted_start``), and the ranges plot is
+    drawn with both."""
     from yolo_edge.precision.int8 import activation_scales
 
     _, out = job
@@ -617,8 +618,11 @@ def test_job_refines_the_ranges_and_the_report_shows_both(job):
     for z, sh in shifts.items():
         by_source.setdefault(sh["source"], []).append(z)
     entries = data["tensors"]
-    for e in entries:  # refined from the method's ranges, shifted grids too
-        assert e["amax_calibrated"] == pytest.approx(e["amax_by_method"]["entropy"], rel=1e-6)
+    for e in entries:  # refined from the calibrated ranges: entropy's, and on a shifted grid qdq.shifted_start's
+        want = e["amax_by_method"]["entropy"]
+        if e["tensor"] in by_source:  # the geometric mean of entropy's amax and max |x| on the calibration images
+            want = math.sqrt(want * max(want, abs(e["min"]), abs(e["max"])))
+        assert e["amax_calibrated"] == pytest.approx(want, rel=1e-5), e["tensor"]
         if e["tensor"] in by_source:  # a shifted grid (qdq.shift_activations): amax is its top, 2c - amax its bottom
             for z in by_source[e["tensor"]]:
                 assert scales[z] == pytest.approx((e["amax"] - e["shift"]) / 127.0, rel=1e-5)

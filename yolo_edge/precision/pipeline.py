@@ -15,7 +15,8 @@ Steps (each printed with its time, long ones with a progress bar):
    kept FP16 within ``head_guard`` of the convolution FLOPs, chosen by their measured effect on the
    full INT8 model's outputs (``sensitivity.sensitive_guard``, ONNX Runtime); the ranges refined
    end to end on ``refine_images`` calibration images against FP32's boxes and scores, through
-   those weights (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
+   those weights, from the calibrated ranges (the shifted grids' from ``qdq.shifted_start``)
+   (``precision/refine.py``, PyTorch); the INT8 Q/DQ graph;
    FP16 graph with the keep-FP32 list and the overflow check;
 5. mAP of FP32, FP16 and INT8 on the validation images, all three the same way: graphs without
    NMS, then the numpy reference NMS with the evaluation thresholds (``VAL_NMS``: score 0.001,
@@ -532,11 +533,11 @@ def run_precision(fp32_onnx, cfg: PrecisionConfig | None = None) -> PrecisionRes
                                            f"loss against FP32 most per FLOP (--int8-guard sensitive, at most "
                                            f"{100 * cfg.head_guard:g} % of the convolution FLOPs)",
                       "output_loss_gain": chosen.gain[n], "flop_share": chosen.share[n]} for n in guard]
+    if lower:  # the shifted grids start higher (qdq.shifted_start): the calibrated ranges, and the refinement's start
+        amax = calibrated_amax = shifted_start(amax, lower, stats.absmax())
     if make_trt and cfg.refine_images > 0:
         amax, refined = _refine(raw, acts, amax, nodes, higher, calib, cfg, spec, fb, notes, verbose,
                                 icfg().int8_weights, lower)
-    if lower and refined is None:  # calibrated ranges only: the shifted grids start higher (qdq.shifted_start)
-        amax = calibrated_amax = shifted_start(amax, lower, stats.absmax())
     if cfg.fp16:
         with _Stage("fp16", verbose) as st:
             fp16_res = convert_fp16(raw, stats.absmax(), tail=tail.nodes, keep_fp32=cfg.keep_fp32)
