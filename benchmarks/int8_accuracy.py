@@ -18,7 +18,8 @@ thresholds, scored by pycocotools — the same for every row):
 * ``int8 <default method> + refined ranges (the job's default)`` — that method's calibrated ranges
   (on shifted grids ``qdq.shifted_start``'s) refined end to end on the first ``--refine``
   calibration images (``precision/refine.py``), as ``export --int8`` does; and the same
-  quantization as the FP16-scale file (the job's ``model.int8.onnx`` for TensorRT 10/11); the guard (``--guard``: the job's, ``sensitive`` by default) applies to every yolo-edge row;
+  quantization as the FP16-scale file (the job's ``model.int8.onnx`` for TensorRT 10/11); the guard
+  (``--guard``: the job's, ``sensitive`` by default) applies to every yolo-edge row;
 * with ``--also-weight-scale mse``: the default method's calibrated and refined rows again with
   those per-channel weight scales (``qdq.quantize_weight``);
 * ``modelopt <method>`` — ``modelopt.onnx.quantization.quantize`` (its own placement, FP16 scales
